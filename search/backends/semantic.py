@@ -1,0 +1,89 @@
+"""Semantic search: the query embedding against chunk embeddings (HNSW)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from documents.embeddings import get_embedder
+from search.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
+from search.backends.sql import VectorQuery, base_cte, compose, semantic_ctes
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from documents.models import Document
+    from search.query import ParsedQuery
+
+#: Chunks fetched per wanted document (several chunks can share a document).
+CHUNKS_PER_DOCUMENT: Final = 3
+
+
+def embed_query(text: str) -> tuple[VectorQuery, float]:
+    """Embed a query with the configured provider; return it and the time (ms)."""
+    embedder = get_embedder()
+    started = time.perf_counter()
+    vector = embedder.embed_query(text)
+    elapsed = (time.perf_counter() - started) * 1000
+    literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+    return VectorQuery(literal=literal, dimensions=embedder.dimensions,
+                       model=embedder.name), elapsed
+
+
+def set_hnsw_options(cursor: Any) -> None:
+    """Search settings for this transaction: recall-oriented ef_search, and
+    iterative scans so filtered queries still return k rows (pgvector 0.8)."""
+    ef_search = int(settings.SEARCH_HNSW_EF_SEARCH)
+    cursor.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+    cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+
+
+class SemanticBackend(SearchBackend):
+    mode = SearchMode.SEMANTIC
+
+    def search(
+        self, query: ParsedQuery, *, queryset: QuerySet[Document], limit: int
+    ) -> BackendResult:
+        text = query.semantic_text
+        if not text:
+            return BackendResult(hits=[])
+        vector, embed_ms = embed_query(text)
+        started = time.perf_counter()
+        rows, scanned = self._nearest(query, vector, queryset=queryset, limit=limit)
+        if len(rows) < limit and scanned < limit * CHUNKS_PER_DOCUMENT:
+            # The index scan stops after hnsw.max_scan_tuples; with a very
+            # selective filter that can be before k visible documents were
+            # found. An exact scan over the few chunks left never misses.
+            vector = dataclasses.replace(vector, exact=True)
+            rows, _ = self._nearest(query, vector, queryset=queryset, limit=limit)
+        hits = [
+            SearchHit(document_id=doc_id, score=float(score), rank=int(rank),
+                      semantic_rank=int(rank), semantic_score=float(score),
+                      chunk_id=chunk_id, chunk_matches=int(matches))
+            for doc_id, chunk_id, score, rank, matches, _ in rows
+        ]
+        result = BackendResult(hits=hits, total=len(hits))
+        result.timings["embed_ms"] = embed_ms
+        result.timings["semantic_ms"] = (time.perf_counter() - started) * 1000
+        if vector.exact:
+            result.notes.append("exact-scan")
+        return result
+
+    def _nearest(self, query: ParsedQuery, vector: VectorQuery, *, queryset: QuerySet[Document],
+                 limit: int) -> tuple[list[tuple[Any, ...]], int]:
+        """Nearest documents, and how many chunks the scan returned."""
+        sql, params = compose(
+            base_cte(queryset, query),
+            semantic_ctes(vector, chunk_limit=limit * CHUNKS_PER_DOCUMENT, limit=limit),
+            select=("SELECT document_id, chunk_id, score, rank, matches,"
+                    " (SELECT count(*) FROM sem_nn) FROM sem ORDER BY rank", []),
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            set_hnsw_options(cursor)
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return rows, (int(rows[0][5]) if rows else 0)

@@ -1,0 +1,104 @@
+"""Evaluate search quality on a BEIR-format dataset."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from documents.embeddings import create_embedder, set_embedder
+from search.backends import SearchMode
+from search.evaluation import (
+    evaluation_database_name,
+    index_dataset,
+    load_beir,
+    run_queries,
+    score_run,
+    use_database,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Load a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) into a "
+        "separate database, index it with the normal pipeline and print nDCG@10, "
+        "Recall@100 and MRR@10 per search mode."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dataset", required=True, type=Path)
+        parser.add_argument("--modes", default="keyword,semantic,hybrid")
+        parser.add_argument("--provider", default=None,
+                            help="Embedding provider (default: EMBEDDING_PROVIDER).")
+        parser.add_argument("--json", action="store_true", help="Print JSON only.")
+        parser.add_argument("--rebuild", action="store_true",
+                            help="Index the corpus again instead of reusing it.")
+        parser.add_argument("--max-queries", type=int, default=None)
+        parser.add_argument("--split", default="test")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            modes = [SearchMode(m.strip()) for m in options["modes"].split(",") if m.strip()]
+        except ValueError as exc:
+            raise CommandError(f"{exc}; modes are keyword, semantic, hybrid") from None
+        try:
+            dataset = load_beir(options["dataset"], split=options["split"])
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        from django.conf import settings
+
+        provider_name = options["provider"] or settings.EMBEDDING_PROVIDER
+        try:
+            embedder = create_embedder(provider_name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        set_embedder(embedder)
+        use_database(evaluation_database_name(dataset.name, provider_name))
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        quiet = options["json"]
+        started = time.perf_counter()
+        bar = tqdm(total=len(dataset.corpus), unit="doc", disable=quiet,
+                   desc=f"indexing {dataset.name}", file=self.stderr._out)
+        indexed = index_dataset(dataset, rebuild=options["rebuild"],
+                                progress=lambda done, total: bar.update(done - bar.n))
+        bar.close()
+        index_seconds = time.perf_counter() - started
+        user = _evaluation_user()
+        results: dict[str, Any] = {
+            "dataset": dataset.name, "provider": embedder.name,
+            "documents": len(dataset.corpus), "indexed_now": indexed,
+            "index_seconds": round(index_seconds, 1), "modes": {},
+        }
+        for mode in modes:
+            started = time.perf_counter()
+            run = run_queries(dataset, mode=mode, user=user, limit=options["max_queries"])
+            elapsed = time.perf_counter() - started
+            metrics = score_run(run, dataset.qrels)
+            metrics["ms_per_query"] = round(1000 * elapsed / max(len(run), 1), 1)
+            results["modes"][mode.value] = metrics
+        if quiet:
+            self.stdout.write(json.dumps(results, indent=2))
+            return
+        self.stdout.write(
+            f"\n{dataset.name}: {len(dataset.corpus)} documents, provider {embedder.name}"
+        )
+        self.stdout.write(f"{'mode':<10}{'nDCG@10':>10}{'R@100':>10}{'MRR@10':>10}"
+                          f"{'queries':>9}{'ms/q':>8}")
+        for mode, m in results["modes"].items():
+            self.stdout.write(f"{mode:<10}{m['ndcg@10']:>10.3f}{m['recall@100']:>10.3f}"
+                              f"{m['mrr@10']:>10.3f}{m['queries']:>9}{m['ms_per_query']:>8}")
+
+
+def _evaluation_user() -> Any:
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="evaluation", defaults={"is_superuser": True, "is_staff": True}
+    )
+    return user

@@ -1,0 +1,16 @@
+"""Search pages, the document page and the JSON API."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from search import views
+
+app_name = "search"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("search/", views.search_view, name="search"),
+    path("documents/<int:pk>/", views.document_view, name="document"),
+    path("api/search", views.api_search, name="api_search"),
+    path("api/documents/<int:pk>", views.api_document, name="api_document"),
+]

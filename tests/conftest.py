@@ -1,0 +1,42 @@
+"""Shared fixtures: users, groups and an indexed document factory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from documents.embeddings import FakeProvider, reset_embedder, set_embedder
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(autouse=True)
+def fake_embedder() -> Iterator[FakeProvider]:
+    """Every test starts with the deterministic embedder."""
+    provider = FakeProvider()
+    set_embedder(provider)
+    yield provider
+    reset_embedder()
+
+
+@pytest.fixture
+def user(db: None) -> User:
+    return User.objects.create_user("staff", password="pw-staff-123")
+
+
+@pytest.fixture
+def other_user(db: None) -> User:
+    return User.objects.create_user("outsider", password="pw-outsider-123")
+
+
+@pytest.fixture
+def hr_group(db: None) -> Group:
+    return Group.objects.create(name="HR")
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return User.objects.create_superuser("boss", "boss@example.com", "pw-boss-123")
