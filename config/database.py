@@ -77,3 +77,30 @@ def _ensure_database(*, socket_dir: str, port: int | None, name: str) -> None:
             logger.info("Created database %s on the embedded server", name)
         except psycopg.errors.DuplicateDatabase:
             pass  # Another process created it between the check and here.
+
+
+def switch_database(name: str) -> None:
+    """Point the default connection at another database on the same server.
+
+    Creates the database when missing. Evaluation and benchmark commands use
+    this so that their corpora never mix with the users' documents.
+    """
+    import psycopg
+    from django.conf import settings
+    from django.db import connections
+    from psycopg import sql
+
+    conn = connections["default"]
+    conn.close()
+    params = conn.get_connection_params()
+    for key in ("dbname", "cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.errors.DuplicateDatabase:
+                pass
+    conn.settings_dict["NAME"] = name
+    settings.DATABASES["default"]["NAME"] = name

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 
 logger = logging.getLogger(__name__)
 
@@ -63,29 +62,6 @@ def evaluation_database_name(dataset: str, provider: str) -> str:
     base = settings.DATABASES["default"]["NAME"]
     slug = re.sub(r"[^a-z0-9]+", "_", f"{dataset}_{provider}".lower()).strip("_")
     return f"{base}_eval_{slug}"[:63]
-
-
-def use_database(name: str) -> None:
-    """Point the default connection at another database on the same server.
-
-    Creates it when missing. The users' database is not touched afterwards
-    in this process.
-    """
-    import psycopg
-    from psycopg import sql
-
-    conn = connections["default"]
-    conn.close()
-    params = conn.get_connection_params()
-    params.pop("dbname", None)
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conn.settings_dict["NAME"] = name
-    settings.DATABASES["default"]["NAME"] = name
 
 
 def index_dataset(dataset: BeirDataset, *, rebuild: bool,

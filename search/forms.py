@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.http import QueryDict
 
 from documents.models import Document
 from search.backends import SearchFilters, SearchMode
@@ -61,6 +62,8 @@ class TagsField(forms.Field):
 
     def validate(self, value: list[str]) -> None:
         super().validate(value)
+        if any("\x00" in tag for tag in value):
+            raise forms.ValidationError("Null characters are not allowed.", code="null_characters")
         if len(value) > MAX_TAGS:
             raise forms.ValidationError(
                 "Use at most %(max)d tags.", code="max_tags", params={"max": MAX_TAGS}
@@ -84,7 +87,9 @@ class SearchForm(forms.Form):
         required=False,
         widget=forms.RadioSelect,
     )
-    tag = TagsField(required=False, label="Tags")
+    tag = TagsField(
+        required=False, label="Tags", widget=TagInput(attrs={"placeholder": "comma, separated"})
+    )
     source_type = forms.MultipleChoiceField(
         choices=Document.SourceType.choices,
         required=False,
@@ -109,19 +114,17 @@ class SearchForm(forms.Form):
     date_to = forms.DateField(
         required=False, label="Updated until", widget=forms.DateInput(attrs={"type": "date"})
     )
-    sort = forms.TypedChoiceField(
-        choices=SORT_CHOICES, empty_value="relevance", required=False
-    )
+    sort = forms.TypedChoiceField(choices=SORT_CHOICES, empty_value="relevance", required=False)
     page = forms.IntegerField(min_value=1, max_value=MAX_PAGE, required=False)
     #: Results per page; offered by the API only.
     k = forms.IntegerField(min_value=1, max_value=MAX_K, required=False)
 
     def __init__(self, data: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         if data is not None:
-            data = data.copy()  # type: ignore[attr-defined]
+            data = data.copy() if isinstance(data, QueryDict) else dict(data)
             for name, value in _DEFAULTS.items():
                 if not data.get(name):
-                    data[name] = value  # type: ignore[index]
+                    data[name] = value
         super().__init__(data, **kwargs)
         self.fields["owner"].queryset = get_user_model().objects.all()  # type: ignore[attr-defined]
 

@@ -68,19 +68,21 @@ def parse_query(raw: str) -> ParsedQuery:
     plain: list[str] = []
     for match in _TOKEN.finditer(text):
         negated, quoted, word = match.group(1), match.group(2), match.group(3)
-        if quoted is not None:
-            analysed = tuple(analyze(quoted))
-            if negated and len(analysed) > 1:
-                excluded_phrases.append(analysed)
-            elif negated:
-                excluded.extend(analysed)
-            elif analysed:
+        if quoted is not None and not negated:
+            if analysed := tuple(analyze(quoted)):
                 terms.extend(analysed)
                 phrases.append(analysed)
+        elif quoted is not None or (word.startswith("-") and len(word) > 1):
+            # One excluded word can analyse to several terms ("-e-mail",
+            # "-검색엔진"): they are excluded together, as a phrase, so that
+            # documents merely containing "mail" or "검색" are kept.
+            analysed = tuple(analyze(word[1:] if quoted is None else quoted))
+            if len(analysed) > 1:
+                excluded_phrases.append(analysed)
+            else:
+                excluded.extend(analysed)
         elif word.lower() in _OR_WORDS:
             continue
-        elif word.startswith("-") and len(word) > 1:
-            excluded.extend(analyze(word[1:]))
         else:
             plain.append(word)
     # Plain words are analysed together: Kiwi reads Korean better in context,

@@ -47,8 +47,13 @@ def _run_search(
     data = form.cleaned_data
     filters = form.to_filters()
     page = search_documents(
-        query=data["q"], mode=data["mode"], user=request.user, filters=filters,
-        page=data["page"], page_size=page_size, sort=data["sort"],
+        query=data["q"],
+        mode=data["mode"],
+        user=request.user,
+        filters=filters,
+        page=data["page"],
+        page_size=page_size,
+        sort=data["sort"],
     )
     logged_filters: dict[str, object] = filters.as_dict()
     if data["sort"] != "relevance":
@@ -56,8 +61,13 @@ def _run_search(
     if page.page > 1:
         logged_filters["page"] = page.page
     log = search_log_create(
-        user=request.user, query=page.query, mode=page.mode, filters=logged_filters,
-        result_count=page.total, latency_ms=page.timings.get("total_ms", 0.0), source=source,
+        user=request.user,
+        query=page.query,
+        mode=page.mode,
+        filters=logged_filters,
+        result_count=page.total,
+        latency_ms=page.timings.get("total_ms", 0.0),
+        source=source,
     )
     return page, log
 
@@ -90,8 +100,10 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
     click = ResultClickForm(request.GET)
     if "from_search" in request.GET and click.is_valid():
         search_click_create(
-            user=request.user, search_id=click.cleaned_data["from_search"],
-            document_id=document.pk, rank=click.cleaned_data["rank"],
+            user=request.user,
+            search_id=click.cleaned_data["from_search"],
+            document_id=document.pk,
+            rank=click.cleaned_data["rank"],
         )
     context = {"document": document, "chunks": document_chunks(document)}
     return render(request, "search/document.html", context)
@@ -107,8 +119,9 @@ def _json(data: dict[str, Any], *, status: int = 200) -> HttpResponse:
     )
 
 
-def _json_error(message: str, *, status: int, fields: dict[str, list[str]] | None = None
-                ) -> HttpResponse:
+def _json_error(
+    message: str, *, status: int, fields: dict[str, list[str]] | None = None
+) -> HttpResponse:
     data: dict[str, Any] = {"error": message}
     if fields is not None:
         data["fields"] = fields
@@ -141,27 +154,34 @@ def api_search(request: HttpRequest) -> HttpResponse:
         return _json_error("Invalid search parameters.", status=400, fields=fields)
     if not form.cleaned_data["q"]:
         return _json_error(
-            "The q parameter is required.", status=400,
+            "The q parameter is required.",
+            status=400,
             fields={"q": ["Give a non-blank query."]},
         )
     page, log = _run_search(request, form, source="api", page_size=form.cleaned_data["k"])
-    return _json({
-        "query": page.query,
-        "mode": page.mode,
-        "search_id": log.pk,
-        "total": page.total,
-        "page": page.page,
-        "k": page.page_size,
-        "has_next": page.has_next,
-        "timings_ms": page.timings,
-        "results": [_result_json(request, item) for item in page.items],
-        "suggestions": [
-            {"id": s.document_id, "title": s.title, "similarity": s.similarity,
-             "url": _document_url(request, s.document_id)}
-            for s in page.suggestions
-        ],
-        "notes": page.notes,
-    })
+    return _json(
+        {
+            "query": page.query,
+            "mode": page.mode,
+            "search_id": log.pk,
+            "total": page.total,
+            "page": page.page,
+            "k": page.page_size,
+            "has_next": page.has_next,
+            "timings_ms": page.timings,
+            "results": [_result_json(request, item) for item in page.items],
+            "suggestions": [
+                {
+                    "id": s.document_id,
+                    "title": s.title,
+                    "similarity": s.similarity,
+                    "url": _document_url(request, s.document_id),
+                }
+                for s in page.suggestions
+            ],
+            "notes": page.notes,
+        }
+    )
 
 
 @api_get

@@ -82,6 +82,10 @@ _EXTENSION_TYPES: Final = {
 
 _ZIP_MAGIC: Final = (b"PK\x03\x04", b"PK\x05\x06")
 _DOCX_MAIN_PART: Final = "word/document.xml"
+_W_P: Final = qn("w:p")
+_W_TBL: Final = qn("w:tbl")
+_W_SDT: Final = qn("w:sdt")
+_W_SDT_CONTENT: Final = qn("w:sdtContent")
 
 # Control characters that plain text legitimately contains.
 _TEXT_CONTROLS: Final = frozenset("\t\n\r\f\v")
@@ -141,11 +145,6 @@ _HTML_BLOCK_TAGS: Final = frozenset(
         "ul",
     }
 )
-_W_P: Final = qn("w:p")
-_W_TBL: Final = qn("w:tbl")
-_W_SDT: Final = qn("w:sdt")
-_W_SDT_CONTENT: Final = qn("w:sdtContent")
-
 _HTML_CELL_TAGS: Final = frozenset({"td", "th"})
 _HTML_START_TAGS: Final = ("<!doctype html", "<html", "<head", "<body")
 
@@ -205,7 +204,7 @@ def extract_text(data: bytes, *, filename: str, max_bytes: int = 10 * 1024 * 102
     text = _normalise_text(text)
     if not text.strip():
         raise ExtractionError("no text found in file")
-    title = _clean_title(title) or _first_line_title(text, kind) or stem
+    title = _clean_title(title) or _first_line_title(text, kind) or _clean_title(stem) or "Untitled"
     logger.debug("Extracted %d chars of %s from %r (title %r)", len(text), kind, name, title)
     return ExtractedText(text=text, source_type=kind, title=title)
 
@@ -268,14 +267,15 @@ def _looks_like_html(text: str) -> bool:
     # Skip an XML prolog and leading comments, which often precede <!doctype>.
     while True:
         if head.startswith("<?xml"):
-            end = head.find("?>")
+            terminator = "?>"
         elif head.startswith("<!--"):
-            end = head.find("-->")
+            terminator = "-->"
         else:
             break
+        end = head.find(terminator)
         if end < 0:
             return False
-        head = head[end + 3 :].lstrip(" \t\r\n\f\v")
+        head = head[end + len(terminator) :].lstrip(" \t\r\n\f\v")
     for tag in _HTML_START_TAGS:
         if head.startswith(tag):
             following = head[len(tag) : len(tag) + 1]
@@ -383,7 +383,12 @@ def _markdown_title(text: str) -> str:
             continue
         # CommonMark allows up to three spaces before the hashes.
         if len(line) - len(line.lstrip(" ")) <= 3 and stripped.startswith("# "):
-            return stripped[2:].strip().rstrip("#").strip()
+            title = stripped[2:].strip()
+            # An optional closing "###" only counts after a space ("# C#" stays).
+            without_closing = title.rstrip("#")
+            if without_closing != title and (not without_closing or without_closing[-1] == " "):
+                title = without_closing.strip()
+            return title
     return ""
 
 
@@ -537,7 +542,7 @@ def _is_visible_string(node: object) -> bool:
 
 def _visible_text(tag: Tag) -> str:
     """Return the visible text of one element, ignoring scripts and comments."""
-    return " ".join(str(node) for node in tag.descendants if _is_visible_string(node))
+    return "".join(str(node) for node in tag.descendants if _is_visible_string(node))
 
 
 # --------------------------------------------------------------------------

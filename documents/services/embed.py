@@ -105,13 +105,23 @@ def _is_current(document: Document, model_name: str) -> bool:
     )
 
 
+def title_prefix(title: str, embedder: EmbeddingProvider) -> tuple[str, int]:
+    """What precedes every chunk of a document when embedded, and its tokens.
+
+    The title gives each chunk its context; a title too long to spare the
+    tokens is left out.
+    """
+    title = title.strip()
+    tokens = embedder.count_tokens([title])[0] if title else 0
+    if 0 < tokens <= _TITLE_PREFIX_MAX_TOKENS:
+        return f"{title}\n", tokens + 1
+    return "", 0
+
+
 def _prepare(document: Document, embedder: EmbeddingProvider) -> _Prepared:
     title = document.title.strip()
-    title_tokens = embedder.count_tokens([title])[0] if title else 0
-    prefix = f"{title}\n" if 0 < title_tokens <= _TITLE_PREFIX_MAX_TOKENS else ""
-    budget = max(
-        embedder.max_tokens - (title_tokens + 1 if prefix else 0), _MIN_CHUNK_TOKENS
-    )
+    prefix, prefix_tokens = title_prefix(title, embedder)
+    budget = max(embedder.max_tokens - prefix_tokens, _MIN_CHUNK_TOKENS)
     if settings.CHUNK_MAX_TOKENS:
         budget = min(budget, settings.CHUNK_MAX_TOKENS)
     chunks = chunk_text(
@@ -193,7 +203,7 @@ def _store(item: _Prepared, vectors: np.ndarray, model_name: str) -> int:
             embedded_at=timezone.now(),
             term_count=item.term_count,
         )
-    logger.info("Indexed document %s: %d chunks", item.document_id, len(item.chunks))
+    logger.debug("Indexed document %s: %d chunks", item.document_id, len(item.chunks))
     return 1
 
 

@@ -267,6 +267,12 @@ class TestChunkTextBasics:
                 overlap_tokens=overlap_tokens,
             )
 
+    def test_plain_functions_are_token_counters(self) -> None:
+        """Any callable from a batch of strings to a list of ints is accepted."""
+        counter: Callable[[Sequence[str]], list[int]] = count_words
+        chunks = chunk_text("One. Two.", count_tokens=counter, max_tokens=5, overlap_tokens=1)
+        assert [chunk.text for chunk in chunks] == ["One. Two."]
+
     def test_counter_returning_wrong_length_raises(self) -> None:
         """A counter that returns the wrong number of counts is an error."""
         with pytest.raises(ValueError, match="token counter returned"):
@@ -428,9 +434,3 @@ class TestWithMiniLmTokenizer:
             text, count_tokens=minilm_counter, max_tokens=MINILM_MAX_TOKENS, overlap_tokens=32
         )
         self._check(text, chunks, minilm_counter)
-
-
-def test_token_counter_alias_accepts_plain_functions() -> None:
-    """Plain functions satisfy the TokenCounter callable type."""
-    counter: Callable[[Sequence[str]], list[int]] = count_words
-    assert chunk_text("One. Two.", count_tokens=counter, max_tokens=5, overlap_tokens=1)

@@ -164,6 +164,11 @@ class TestExtractMarkdown:
         raw = "```bash\n# not a title\n```\n\n# Real Title\n"
         assert extract_text(raw.encode(), filename="x.markdown").title == "Real Title"
 
+    def test_closing_hashes_need_a_space(self) -> None:
+        """ "# C#" keeps its hash; "# Title ##" loses the closing sequence."""
+        assert extract_text(b"# C#\n", filename="c.md").title == "C#"
+        assert extract_text(b"# Title ##\n", filename="c.md").title == "Title"
+
     def test_falls_back_to_file_stem(self) -> None:
         """Markdown without a heading is titled by the file name stem."""
         assert extract_text(b"just text", filename="dir/notes.v2.md").title == "notes.v2"
@@ -219,6 +224,11 @@ class TestTypeDetection:
         """A BOM and leading comment before <!doctype html> still count as HTML."""
         data = "\ufeff<!-- saved page --><!DOCTYPE html><p>Hi".encode()
         assert extract_text(data, filename="page.dat").source_type == "html"
+
+    def test_html_detection_skips_xml_prolog(self) -> None:
+        """An XHTML file starting with an XML prolog is HTML."""
+        data = b'<?xml version="1.0"?>\n<html><body><p>Hi</p></body></html>'
+        assert extract_text(data, filename="page.xhtml").source_type == "html"
 
     def test_header_tag_is_not_mistaken_for_head(self) -> None:
         """Text starting with "<header>" is not sniffed as an HTML document."""

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from config.database import switch_database
 from documents.embeddings import create_embedder, set_embedder
 from search.backends import SearchMode
 from search.evaluation import (
@@ -18,7 +19,6 @@ from search.evaluation import (
     load_beir,
     run_queries,
     score_run,
-    use_database,
 )
 
 
@@ -57,7 +57,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         set_embedder(embedder)
-        use_database(evaluation_database_name(dataset.name, provider_name))
+        switch_database(evaluation_database_name(dataset.name, provider_name))
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)

@@ -1,0 +1,23 @@
+# Production image: gunicorn (web) and Celery (worker) share it.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements.txt .
+# The CPU build of torch; the default index would pull a multi-GB CUDA build.
+RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
+        -r requirements.txt
+COPY . .
+RUN DJANGO_SECRET_KEY=collectstatic DATABASE_URL=postgres://unused/unused \
+        python manage.py collectstatic --noinput
+
+RUN useradd --create-home --uid 1000 docsearch && mkdir -p /app/var && \
+    chown -R docsearch /app/var
+USER docsearch
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60"]
