@@ -9,6 +9,7 @@ inter-process lock, so processes racing to start it are safe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -98,9 +99,7 @@ def switch_database(name: str) -> None:
     with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
-            try:
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            except psycopg.errors.DuplicateDatabase:
-                pass
     conn.settings_dict["NAME"] = name
     settings.DATABASES["default"]["NAME"] = name

@@ -1,4 +1,4 @@
-"""Require a login for every page except the login page and static files."""
+"""Request-wide policies: login required, Content-Security-Policy, rate limits."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from django.http import HttpRequest, HttpResponse
+
+    Rate = Callable[[str, HttpRequest], str | None]
 
 _OPEN_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/healthz")
 
@@ -28,3 +30,45 @@ class LoginRequiredMiddleware:
         if request.path.startswith("/api/"):
             return JsonResponse({"error": "authentication required"}, status=401)
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Send the ``SECURE_CSP`` policy as a Content-Security-Policy header.
+
+    The setting has the shape of Django 6.0's ``SECURE_CSP`` (directive ->
+    list of sources), so ``django.middleware.csp.ContentSecurityPolicyMiddleware``
+    can replace this class on upgrade. A response that already carries a
+    policy keeps it.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        policy = getattr(settings, "SECURE_CSP", None) or {}
+        if policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = "; ".join(
+                " ".join([directive, *sources]) for directive, sources in policy.items()
+            )
+        return response
+
+
+def setting_rate(name: str) -> Rate:
+    """Return a django-ratelimit ``rate`` read from setting ``name`` per request.
+
+    Reading at request time lets tests change the limit with the ``settings``
+    fixture; a blank setting disables the limit (django-ratelimit skips a
+    ``None`` rate).
+    """
+
+    def rate(group: str, request: HttpRequest) -> str | None:
+        return getattr(settings, name, "") or None
+
+    rate.__name__ = rate.__qualname__ = f"rate_from_{name}"
+    return rate
+
+
+def login_username(group: str, request: HttpRequest) -> str:
+    """Rate-limit key for login attempts: the username tried, case-folded."""
+    return request.POST.get("username", "").strip().casefold()

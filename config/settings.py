@@ -8,10 +8,19 @@ production settings module.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from config.database import database_settings
-from config.env import env_bool, env_float, env_int, env_list, env_path, env_str
+from config.env import (
+    ImproperlyConfiguredEnv,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("VAR_DIR", BASE_DIR / "var")
@@ -39,12 +48,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "django_ratelimit",
     "documents",
     "search",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -53,6 +64,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.LoginRequiredMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -181,6 +193,74 @@ SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy, sent by config.middleware on every response. The
+# shape is Django 6.0's SECURE_CSP, so its built-in middleware can replace
+# ours on upgrade: https://docs.djangoproject.com/en/6.0/ref/csp/
+# Templates load scripts from files only (static/vendor/htmx.min.js);
+# 'unsafe-inline' styles are for base.html's <style> and htmx's indicator.
+SECURE_CSP: dict[str, list[str]] = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+
+# ---------------------------------------------------------------------------
+# Cache and rate limiting (django-ratelimit)
+# ---------------------------------------------------------------------------
+# Rate-limit counters live in the cache, so several web processes (gunicorn
+# workers) need a shared one: CACHE_URL=redis://host:6379/1. Use a database
+# other than the Celery broker's: clearing the cache flushes its database.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "docsearch",
+        }
+    }
+    # django-ratelimit 4.1 predates Django's own Redis backend and warns that
+    # it is "not officially supported"; its incr() is Redis INCRBY (atomic).
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
+elif CACHE_URL in ("", "locmem://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # A per-process cache counts each process separately: fine for
+    # development, an error (django_ratelimit.E003) under DJANGO_SECURE=1.
+    SILENCED_SYSTEM_CHECKS = [] if SECURE else ["django_ratelimit.E003", "django_ratelimit.W001"]
+else:
+    raise ImproperlyConfiguredEnv(
+        f"CACHE_URL={CACHE_URL!r} is not supported (use redis://..., rediss://... or locmem://)"
+    )
+
+_RATE = re.compile(r"\d+/\d*[smhd]")
+
+
+def _env_rate(name: str, default: str) -> str:
+    """Read a django-ratelimit rate ("120/m", "5/10m"); "" or "0" disables."""
+    rate = env_str(name, default)
+    if rate in ("", "0"):
+        return ""
+    if not _RATE.fullmatch(rate):
+        raise ImproperlyConfiguredEnv(f"{name}={rate!r} is not a rate such as 120/m")
+    return rate
+
+
+# Per user, shared by the search page and GET /api/search.
+SEARCH_RATE_LIMIT = _env_rate("SEARCH_RATE_LIMIT", "120/m")
+# Login POSTs (site and admin login pages together), per client IP and per
+# username tried.
+LOGIN_RATE_LIMIT = _env_rate("LOGIN_RATE_LIMIT", "10/m")
+LOGIN_USERNAME_RATE_LIMIT = _env_rate("LOGIN_USERNAME_RATE_LIMIT", "5/m")
+RATELIMIT_VIEW = "config.urls.too_many_requests"
+# Behind a reverse proxy every request comes from the proxy's address: name
+# the header that carries the client's (e.g. HTTP_X_REAL_IP), and make sure
+# the proxy overwrites any value the client sent.
+RATELIMIT_IP_META_KEY = env_str("RATELIMIT_IP_META_KEY") or None
 
 LOGGING = {
     "version": 1,

@@ -15,3 +15,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 MEDIA_ROOT = VAR_DIR / "test-media"  # noqa: F405
+# Counters would carry over between tests (every test client is 127.0.0.1);
+# the rate-limit tests switch them on with the settings fixture.
+RATELIMIT_ENABLE = False

@@ -32,8 +32,10 @@ class DocumentAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["title"].required = False
-        self.fields["text"].required = False
+        for name in ("title", "text"):
+            # Absent when the admin shows the form read-only (view permission only).
+            if name in self.fields:
+                self.fields[name].required = False
         self.extracted: ExtractedText | None = None
 
     def clean_upload(self) -> Any:

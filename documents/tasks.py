@@ -39,7 +39,7 @@ def documents_embed(self, document_ids: list[int], force: bool = False) -> None:
             else f"embedding provider failed (attempt {attempt}), retrying: {exc}"
         )
         for document_id in document_ids:
-            document_mark_failed(document_id=document_id, error=message)
+            document_mark_failed(document_id=document_id, error=message, final=final)
         if final:
             logger.error("Giving up on documents %s: %s", document_ids, exc)
             return

@@ -12,24 +12,45 @@ from typing import TYPE_CHECKING, Final
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from search.analysis import analyze_many
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 SNIPPET_CHARS: Final = 320
 _WORD: Final = re.compile(r"\w+", re.UNICODE)
+_HANGUL: Final = re.compile("[\u1100-\u11ff\u3131-\u318e\uac00-\ud7a3]")
 
 
-def _matches(word: str, terms: tuple[str, ...]) -> bool:
-    # Terms are stems (English) or morphemes (Korean); a word in the text
-    # matches when it starts with one: "policies" ~ "polici", "임베딩을" ~ "임베딩".
-    lowered = word.lower()
-    return any(lowered.startswith(term) for term in terms if len(term) >= 2 or term == lowered)
+def _hit_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
+    """Spans of the words of ``text`` that analyse to one of ``terms``.
+
+    Terms are stems (English) or morphemes (Korean), so each word is run
+    through the same analyser as the index: "policy" and "policies" both
+    match "polici", "임베딩을" matches "임베딩", "검색엔진은" matches "엔진",
+    and "category" does not match "cat".
+    """
+    wanted = {t for t in terms if t}
+    if not wanted:
+        return []
+    words = list(_WORD.finditer(text))
+    # Latin words are stemmed cheaply (and "policy" does not contain
+    # "polici"); a Korean word can only yield a morpheme it contains, so only
+    # such words go through Kiwi, the slow part.
+    distinct = [
+        word for word in dict.fromkeys(m.group() for m in words)
+        if _HANGUL.search(word) is None or any(t in word.lower() for t in wanted)
+    ]
+    hits = {
+        word for word, word_terms in zip(distinct, analyze_many(distinct), strict=True)
+        if wanted.intersection(word_terms)
+    }
+    return [m.span() for m in words if m.group() in hits]
 
 
 def highlight(text: str, terms: Iterable[str], *, max_chars: int = SNIPPET_CHARS) -> SafeString:
     """Escape ``text``, cut a window around the first hit, mark the hits."""
-    term_tuple = tuple(t for t in terms if t)
-    spans = [m.span() for m in _WORD.finditer(text) if term_tuple and _matches(m.group(), term_tuple)]
+    spans = _hit_spans(text, terms)
     start = 0
     if spans and len(text) > max_chars:
         start = max(0, spans[0][0] - max_chars // 4)

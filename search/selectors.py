@@ -108,7 +108,8 @@ def search_documents(*, query: str, mode: SearchMode | str, user: User | None,
     result.has_next = len(hits) > offset + page_size
     result.items = _load_items(hits[offset : offset + page_size], parsed)
     if not hits and mode is not SearchMode.SEMANTIC:
-        result.suggestions = title_suggestions(parsed.text, queryset=queryset)
+        # Excluded words and operators are not what the user is looking for.
+        result.suggestions = title_suggestions(parsed.semantic_text, queryset=queryset)
     result.timings["total_ms"] = (time.perf_counter() - started) * 1000
     return result
 

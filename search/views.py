@@ -15,6 +15,9 @@ from django.utils.cache import patch_vary_headers
 from django.utils.html import strip_tags
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
+from django_ratelimit.decorators import ratelimit
+
+from config.middleware import setting_rate
 
 from search.forms import ResultClickForm, SearchForm
 from search.selectors import document_chunks, document_detail, search_documents
@@ -34,6 +37,11 @@ if TYPE_CHECKING:
 # Escapes "<", ">" and "&" inside JSON strings, as Django's json_script does,
 # so that no API body contains markup even if a client sniffs it as HTML.
 _JSON_ESCAPES: Final = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
+
+# One budget per user for the search page and the API (SEARCH_RATE_LIMIT).
+search_rate_limit: Final = ratelimit(
+    group="search", key="user_or_ip", rate=setting_rate("SEARCH_RATE_LIMIT")
+)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -81,6 +89,7 @@ def _is_htmx(request: HttpRequest) -> bool:
 
 
 @require_GET
+@search_rate_limit
 def search_view(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET)
     context: dict[str, Any] = {"form": form, "page": None, "search_log": None}
@@ -147,6 +156,7 @@ def api_get(view: View) -> View:
 
 
 @api_get
+@search_rate_limit
 def api_search(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET)
     if not form.is_valid():

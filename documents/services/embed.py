@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from documents.embeddings import EmbeddingProviderError, get_embedder
@@ -237,11 +238,17 @@ def queue_document_indexing(document_id: int) -> None:
     transaction.on_commit(partial(documents_embed_task.delay, [document_id]))
 
 
-def document_mark_failed(*, document_id: int, error: str) -> None:
-    """Record that indexing failed; the previous index stays searchable."""
-    Document.objects.filter(pk=document_id).update(
-        status=Document.Status.FAILED, last_error=error[:2000]
-    )
+def document_mark_failed(*, document_id: int, error: str, final: bool = True) -> None:
+    """Record that indexing failed; the previous index stays searchable.
+
+    ``final=False`` records a failed attempt that will be retried: the
+    document stays pending with the error shown. A document whose current
+    content is already indexed (a newer task succeeded) is left alone.
+    """
+    status = Document.Status.FAILED if final else Document.Status.PENDING
+    Document.objects.filter(pk=document_id).exclude(
+        status=Document.Status.READY, embedded_hash=F("content_hash")
+    ).update(status=status, last_error=error[:2000])
 
 
 def documents_reembed(*, document_ids: Sequence[int], force: bool = True) -> int:

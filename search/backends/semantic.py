@@ -49,7 +49,9 @@ class SemanticBackend(SearchBackend):
         self, query: ParsedQuery, *, queryset: QuerySet[Document], limit: int
     ) -> BackendResult:
         text = query.semantic_text
-        if not text:
+        if query.is_empty or not text:
+            # Same emptiness as the other modes: "-", "the" or "OR" alone are
+            # no search, not a request for the nearest documents to noise.
             return BackendResult(hits=[])
         vector, embed_ms = embed_query(text)
         started = time.perf_counter()

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from django.core.exceptions import EmptyResultSet
+
 from search.query import phrase_tsquery
 
 if TYPE_CHECKING:
@@ -36,7 +38,11 @@ def base_cte(queryset: QuerySet[Document], query: ParsedQuery | None = None) -> 
     The constraints live here, not in one leg, so that every mode honours
     them and BM25 statistics are counted over exactly these documents.
     """
-    sql, params = queryset.order_by().values("id").query.sql_with_params()
+    try:
+        sql, params = queryset.order_by().values("id").query.sql_with_params()
+    except EmptyResultSet:
+        # ``.none()`` (no user, no permission) compiles to no SQL at all.
+        sql, params = "SELECT NULL::bigint AS id WHERE false", []
     params = list(params)
     conditions: list[str] = []
     if query is not None:

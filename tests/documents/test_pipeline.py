@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from django.contrib.auth.models import Group
+    from pytest_django.fixtures import SettingsWrapper
 
     from documents.embeddings import Vectors
 
@@ -201,7 +202,9 @@ class TestProviderFailure:
         assert document.last_error == ""
         assert "Parental leave" in document.chunks.get(position=0).text
 
-    def test_chunking_failure_marks_only_that_document(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_chunking_failure_marks_only_that_document(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """A document that cannot be prepared fails alone; the rest of the batch is indexed."""
         good = make_document("Good", ENGLISH_TEXT, index=False)
         bad = make_document("Bad", "Some other text entirely.", index=False)
@@ -222,6 +225,22 @@ class TestProviderFailure:
         assert good.status == Document.Status.READY
         assert bad.status == Document.Status.FAILED
         assert bad.last_error == "chunking failed: tokenizer exploded"
+
+    def test_attempts_before_the_last_leave_the_document_pending(self) -> None:
+        """A failed attempt that will be retried shows its error but is not FAILED."""
+        document = make_document("Pending retry", ENGLISH_TEXT, index=False)
+        document_mark_failed(document_id=document.pk, error="attempt 1 failed", final=False)
+        document.refresh_from_db()
+        assert document.status == Document.Status.PENDING
+        assert document.last_error == "attempt 1 failed"
+
+    def test_a_late_failure_does_not_hide_a_current_index(self) -> None:
+        """An older task failing after a newer one indexed the text changes nothing."""
+        document = make_document("Indexed", ENGLISH_TEXT)
+        document_mark_failed(document_id=document.pk, error="stale attempt failed")
+        document.refresh_from_db()
+        assert document.status == Document.Status.READY
+        assert document.last_error == ""
 
 
 class TestConcurrentEdit:
@@ -289,6 +308,31 @@ class TestChunkBudget:
             assert fake_embedder.count_tokens([chunk.text]) == [chunk.token_count]
             assert chunk.text == document.text[chunk.start_offset : chunk.end_offset]
 
+    def test_chunks_leave_room_for_the_title(self) -> None:
+        """Chunk plus title prefix fit the window of a model with room to spare."""
+
+        class WiderProvider(FakeProvider):
+            max_tokens = 160
+
+        provider = WiderProvider()
+        set_embedder(provider)
+        title = "Employee handbook for the regional offices"
+        document = make_document(title, long_english_text(12))
+        [title_tokens] = provider.count_tokens([title])
+        chunks = list(document.chunks.all())
+        assert len(chunks) > 2
+        assert max(chunk.token_count for chunk in chunks) > 64
+        for chunk in chunks:
+            assert chunk.token_count + title_tokens + 1 <= provider.max_tokens
+
+    def test_chunk_max_tokens_setting_caps_chunks(self, settings: SettingsWrapper) -> None:
+        """CHUNK_MAX_TOKENS lowers the budget below the model's window."""
+        settings.CHUNK_MAX_TOKENS = 20
+        document = make_document("Handbook", long_english_text(2))
+        token_counts = list(document.chunks.values_list("token_count", flat=True))
+        assert len(token_counts) > 3
+        assert max(token_counts) <= 20
+
     def test_korean_chunks_end_at_sentence_boundaries(self, fake_embedder: FakeProvider) -> None:
         """Korean sentences shorter than the budget are never cut inside."""
         text = "\n\n".join(
@@ -325,9 +369,7 @@ class TestVisibility:
     def documents(self, user: User, other_user: User, hr_group: Group) -> dict[str, Document]:
         public = make_document("Public", "Everyone reads this.", index=False)
         hr_only = make_document("HR only", "Salaries.", index=False, groups=[hr_group])
-        own = make_document(
-            "Own draft", "My notes.", index=False, owner=user, groups=[hr_group]
-        )
+        own = make_document("Own draft", "My notes.", index=False, owner=user, groups=[hr_group])
         foreign = make_document(
             "Other draft", "Their notes.", index=False, owner=other_user, groups=[hr_group]
         )
@@ -370,7 +412,7 @@ class TestReembedCommand:
     @pytest.fixture
     def library(self) -> dict[str, Document]:
         ready = make_document("Ready", ENGLISH_TEXT)
-        failed = make_document("Failed", "Expense claims need receipts.")
+        failed = make_document("Failed", "Expense claims need receipts.", index=False)
         document_mark_failed(document_id=failed.pk, error="embedding provider failed")
         pending = make_document("Pending", "Travel is booked through the portal.", index=False)
         return {"ready": ready, "failed": failed, "pending": pending}
