@@ -20,4 +20,6 @@ RUN useradd --create-home --uid 1000 docsearch && mkdir -p /app/var && \
     chown -R docsearch /app/var
 USER docsearch
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60"]
+# Long Korean queries, URL-encoded, exceed gunicorn's default 4 KB request line.
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60", \
+     "--limit-request-line", "16384"]

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test lint stop worker bench eval stress
+.PHONY: install browsers run test lint stop worker bench eval stress
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,21 @@ run: install
 worker: install
 	$(PY) -m celery -A config worker --loglevel=INFO --concurrency=2
 
-test: install
+# Debian's chromium for the browser tests (tests/browser), installed with apt
+# when missing (as root). Playwright never downloads a browser.
+browsers:
+	test -x /usr/bin/chromium || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+test: install browsers
 	$(PY) -m pytest
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+stress: install
+	$(PY) -m pytest -m stress -p no:cacheprovider
 
 stop: install
 	$(PY) manage.py stop_database

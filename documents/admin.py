@@ -12,6 +12,7 @@ from django.utils.text import Truncator
 from documents.forms import DocumentAdminForm
 from documents.models import Chunk, Document
 from documents.services import documents_reembed
+from search.admin import ClusterListFilter
 from search.analysis import detect_language
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class DocumentAdmin(admin.ModelAdmin):
     form = DocumentAdminForm
     list_display = ["title", "status_badge", "source_type", "language", "tag_list",
                     "chunk_count", "embedding_model", "updated_at"]
-    list_filter = ["status", "source_type", "language", TagFilter, "groups", "embedding_model"]
+    list_filter = ["status", "source_type", "language", TagFilter, "groups", "embedding_model",
+                   ClusterListFilter]
     search_fields = ["title", "original_filename", "tags"]
     list_select_related = ["owner"]
     list_per_page = 50

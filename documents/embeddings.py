@@ -69,8 +69,12 @@ class SentenceTransformerProvider(EmbeddingProvider):
     semantic_weights = {"en": 0.5, "ko": 0.0}
 
     def __init__(self, *, model: str, batch_size: int, device: str) -> None:
+        import transformers
         from sentence_transformers import SentenceTransformer
 
+        # count_tokens measures whole texts on purpose (to cut them to fit);
+        # the tokenizer's "longer than the maximum" warning is noise here.
+        transformers.logging.set_verbosity_error()
         path = model or _bundled_minilm_path()
         self._model = SentenceTransformer(path, device=device, local_files_only=True)
         self._batch_size = batch_size

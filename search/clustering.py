@@ -35,6 +35,7 @@ __all__ = [
     "label_from_terms",
     "normalise",
     "project_2d",
+    "surface_forms",
 ]
 
 #: Label of points HDBSCAN leaves out of every cluster.
@@ -301,6 +302,38 @@ def _analyzed(texts: Sequence[str], labels: np.ndarray, analyzer: Analyzer | Non
     if analyzer is None:
         raise ValueError("pass analyzer or batch_analyzer")
     return (analyzer(text) for text in kept)
+
+
+_WORD: Final = re.compile(r"[^\W\d_]+")
+_HANGUL: Final = re.compile(r"[\uac00-\ud7a3]")
+
+
+def surface_forms(terms: Iterable[str], texts: Iterable[str], *,
+                  analyzer: Analyzer) -> dict[str, str]:
+    """The word of ``texts`` each analysed term most often comes from.
+
+    Stems read badly in a label ("payrol", "galaxi"); this maps each back
+    to a word the documents use ("payroll", "galaxy"). Korean morphemes
+    are already words and map to themselves, as does a term not found.
+    """
+    wanted = {t for t in terms if not _HANGUL.search(t)}
+    # Snowball stems keep a word's first letters: a cheap filter before the
+    # analyzer runs on a word.
+    prefixes = {t[:2] for t in wanted}
+    counts: dict[str, dict[str, int]] = {t: {} for t in wanted}
+    for text in texts:
+        for word in _WORD.findall(text.lower()):
+            if word[:2] not in prefixes or _HANGUL.search(word):
+                continue
+            analysed = list(analyzer(word))
+            if len(analysed) == 1 and analysed[0] in wanted:
+                seen = counts[analysed[0]]
+                seen[word] = seen.get(word, 0) + 1
+    result = {t: t for t in terms}
+    for term, seen in counts.items():
+        if seen:
+            result[term] = min(seen, key=lambda w: (-seen[w], len(w), w))
+    return result
 
 
 def label_from_terms(terms: Sequence[tuple[str, float]] | Sequence[str], *, n: int = 3) -> str:

@@ -36,6 +36,7 @@ from search.clustering import (
     compare_memberships,
     label_from_terms,
     project_2d,
+    surface_forms,
 )
 from search.models import Cluster, ClusteringRun, ClusterMembership
 from search.tasks import clustering_run as clustering_run_task
@@ -54,6 +55,8 @@ LABEL_TEXT_CHARS: Final = 2000
 ANALYSIS_BATCH: Final = 256
 #: Terms stored per cluster; the label shows the first three.
 TERMS_PER_CLUSTER: Final = 10
+#: Members (nearest the centroid) read to turn stems back into words.
+SURFACE_SAMPLE: Final = 200
 
 
 class ClusteringError(Exception):
@@ -117,8 +120,23 @@ def _execute(run: ClusteringRun) -> None:
     _update(run.pk, progress=70, message="Labelling clusters")
     terms = class_tfidf_terms(inputs.texts, result.labels, batch_analyzer=_analyze_batched,
                               top_n=TERMS_PER_CLUSTER)
+    terms = _readable(terms, inputs.texts, result)
     _update(run.pk, progress=90, message="Saving")
     _store(run, inputs, result, terms, points, centre_points)
+
+
+def _readable(terms: dict[int, list[tuple[str, float]]], texts: list[str],
+              result: ClusteringResult) -> dict[int, list[tuple[str, float]]]:
+    """Terms as words the documents use (stems back to their commonest word)."""
+    from search.analysis import analyze
+
+    nearest = result.representatives(n=SURFACE_SAMPLE)
+    readable = {}
+    for number, scored in terms.items():
+        sample = [texts[i] for i in nearest[number]]
+        words = surface_forms([t for t, _ in scored], sample, analyzer=analyze)
+        readable[number] = [(words[t], score) for t, score in scored]
+    return readable
 
 
 def _analyze_batched(texts: Sequence[str]) -> list[list[str]]:
@@ -347,6 +365,10 @@ class ClusterView:
     colour: str
     visible_ids: list[int]
     representatives: list[ReportDocument]
+    #: The label and terms, or "" and [] when the viewer may not see every
+    #: member: they are computed from the members' text.
+    label: str = ""
+    terms: list[str] = field(default_factory=list)
     bar_width: float = 0.0
     #: The document changelist filtered to the members (set by the admin).
     documents_url: str = ""
@@ -385,7 +407,9 @@ def visible_memberships(*, run: ClusteringRun, user: User) -> list[tuple[Any, ..
 
 def clustering_report(*, run: ClusteringRun, user: User) -> ClusteringReport:
     """What the report page shows ``user``: only documents they may see."""
-    rows = visible_memberships(run=run, user=user)
+    labels = shown_labels(run=run, user=user)
+    rows = [(*row[:3], labels.get(row[2], ""), *row[4:])
+            for row in visible_memberships(run=run, user=user)]
     titles = {row[0]: row[1] for row in rows}
     clusters = list(run.clusters.order_by("number"))
     members: dict[int | None, list[int]] = {}
@@ -397,6 +421,7 @@ def clustering_report(*, run: ClusteringRun, user: User) -> ClusteringReport:
             cluster=c, colour=cluster_colour(c.number), visible_ids=members.get(c.number, []),
             representatives=[ReportDocument(i, titles[i]) for i in c.representatives
                              if i in titles],
+            label=labels.get(c.number, ""), terms=c.terms if labels.get(c.number) else [],
             bar_width=c.size / largest,
         )
         for c in clusters
@@ -406,8 +431,22 @@ def clustering_report(*, run: ClusteringRun, user: User) -> ClusteringReport:
         run=run, clusters=views, outliers=outliers[:OUTLIERS_LISTED],
         outlier_count=len(outliers), points=_map_points(rows), visible_count=len(rows),
     )
-    report.previous_run, report.drift = _drift(run, clusters)
+    report.previous_run, report.drift = _drift(run, labels, user)
     return report
+
+
+def shown_labels(*, run: ClusteringRun, user: User) -> dict[int, str]:
+    """Each cluster's label, or "" where ``user`` may not see every member.
+
+    Labels are distinctive words of the members' text, so a cluster with a
+    restricted member could leak a word of it. The analytics views apply
+    the same rule (search/migrations/0004_analytics_clustering.py).
+    """
+    visible = Document.objects.visible_to(user).values("pk")
+    rows = run.clusters.annotate(
+        hidden=Count("memberships", filter=~Q(memberships__document__in=visible))
+    ).values_list("number", "label", "hidden")
+    return {number: label if hidden == 0 else "" for number, label, hidden in rows}
 
 
 def _map_points(rows: list[tuple[Any, ...]]) -> list[MapPoint]:
@@ -423,7 +462,8 @@ def _map_points(rows: list[tuple[Any, ...]]) -> list[MapPoint]:
     sy = MAP_HEIGHT - _scale(ys, MAP_HEIGHT)
     return [
         MapPoint(x=round(float(px), 1), y=round(float(py), 1), colour=cluster_colour(row[2]),
-                 title=row[1], label=row[3] or "outlier")
+                 title=row[1],
+                 label="outlier" if row[2] is None else row[3] or f"cluster {row[2]}")
         for row, px, py in zip(placed, sx, sy, strict=True)
     ]
 
@@ -447,12 +487,11 @@ def previous_run(run: ClusteringRun) -> ClusteringRun | None:
     )
 
 
-def _drift(run: ClusteringRun,
-           clusters: list[Cluster]) -> tuple[ClusteringRun | None, list[DriftRow]]:
+def _drift(run: ClusteringRun, labels_now: dict[int, str],
+           user: User) -> tuple[ClusteringRun | None, list[DriftRow]]:
     if run.status != ClusteringRun.Status.DONE or (before := previous_run(run)) is None:
         return None, []
-    labels_now = {c.number: c.label for c in clusters}
-    labels_before = dict(before.clusters.values_list("number", "label"))
+    labels_before = shown_labels(run=before, user=user)
     drifts = compare_memberships(_assignment(before), _assignment(run))
     return before, [
         DriftRow(drift=d, current_label=labels_now.get(d.current, "") if d.current is not None
@@ -468,11 +507,11 @@ def _assignment(run: ClusteringRun) -> dict[int, int | None]:
 
 def csv_rows(*, run: ClusteringRun, user: User) -> list[list[object]]:
     """CSV export rows for ``user``: id, title, cluster, label, distance."""
+    labels = shown_labels(run=run, user=user)
     return [
-        [doc_id, title, "" if number is None else number, label or "",
+        [doc_id, title, "" if number is None else number, labels.get(number, ""),
          "" if distance is None else f"{distance:.4f}"]
-        for doc_id, title, number, label, distance, _, _ in visible_memberships(run=run,
-                                                                              user=user)
+        for doc_id, title, number, _, distance, _, _ in visible_memberships(run=run, user=user)
     ]
 
 
@@ -488,7 +527,8 @@ def embedding_model_choices() -> list[tuple[str, str]]:
 # --- Selectors: near-duplicates ---------------------------------------------------
 
 #: Neighbours examined per document; enough to pair up small groups of copies.
-DUPLICATE_NEIGHBOURS: Final = 5
+DUPLICATE_NEIGHBOURS: Final = 3
+DUPLICATE_EF_SEARCH: Final = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,19 +566,23 @@ def _dims() -> Func:
 
 def _duplicates_of(visible: QuerySet[Document], *, model: str, dims: int, threshold: float,
                    limit: int) -> list[DuplicatePair]:
-    from search.backends.semantic import set_hnsw_options
-
     d = int(dims)
     base_sql, params = base_cte(visible)
+    # The neighbour scan gets its own copy of the visible set: a CTE used
+    # twice is materialised and hash-joined, and the HNSW scan would then
+    # read the whole index for every document instead of stopping early.
+    inner_sql, inner_params = base_cte(visible)
+    params += inner_params
     sql = f"""
     WITH {base_sql},
+    {inner_sql.replace("base AS", "neighbour_base AS", 1)},
     near AS (
         SELECT least(a.id, n.id) AS lo, greatest(a.id, n.id) AS hi, n.sim
         FROM documents_document a CROSS JOIN LATERAL (
             SELECT b.id, 1 - (b.embedding::vector({d}) <=> a.embedding::vector({d})) AS sim
             FROM documents_document b
             WHERE vector_dims(b.embedding) = {d} AND b.embedding_model = %s
-              AND b.id <> a.id AND b.id IN (SELECT id FROM base)
+              AND b.id <> a.id AND b.id IN (SELECT id FROM neighbour_base)
             ORDER BY b.embedding::vector({d}) <=> a.embedding::vector({d})
             LIMIT {DUPLICATE_NEIGHBOURS}
         ) n
@@ -552,7 +596,10 @@ def _duplicates_of(visible: QuerySet[Document], *, model: str, dims: int, thresh
     ORDER BY p.sim DESC, p.lo, p.hi
     LIMIT %s"""
     with transaction.atomic(), connection.cursor() as cursor:
-        set_hnsw_options(cursor)
+        # Copies sit right next to each other: a small candidate list finds
+        # them (same pairs as ef_search=100 on SciFact, 3x faster).
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {DUPLICATE_EF_SEARCH}")
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cursor.execute(sql, [*params, model, model, threshold, limit])
         rows = cursor.fetchall()
     return [

@@ -163,4 +163,4 @@ class ResultClickForm(forms.Form):
     """The ``?from_search=<log id>&rank=<n>`` a result link carries."""
 
     from_search = forms.IntegerField(min_value=1)
-    rank = forms.IntegerField(min_value=1, required=False)
+    rank = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False)

@@ -13,4 +13,5 @@ urlpatterns = [
     path("documents/<int:pk>/", views.document_view, name="document"),
     path("api/search", views.api_search, name="api_search"),
     path("api/documents/<int:pk>", views.api_document, name="api_document"),
+    path("api/documents/<int:pk>/related", views.api_related, name="api_related"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import json
@@ -18,8 +19,8 @@ from django.views.decorators.http import require_GET
 from django_ratelimit.decorators import ratelimit
 
 from config.middleware import setting_rate
-
 from search.forms import ResultClickForm, SearchForm
+from search.related import related_documents
 from search.selectors import document_chunks, document_detail, search_documents
 from search.services import search_click_create, search_log_create
 
@@ -42,6 +43,11 @@ _JSON_ESCAPES: Final = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u
 search_rate_limit: Final = ratelimit(
     group="search", key="user_or_ip", rate=setting_rate("SEARCH_RATE_LIMIT")
 )
+
+
+#: Related documents listed on a document page, and the most the API gives.
+RELATED_ON_PAGE: Final = 5
+RELATED_MAX: Final = 50
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -114,7 +120,11 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
             document_id=document.pk,
             rank=click.cleaned_data["rank"],
         )
-    context = {"document": document, "chunks": document_chunks(document)}
+    context = {
+        "document": document,
+        "chunks": document_chunks(document),
+        "related": related_documents(user=request.user, document=document, k=RELATED_ON_PAGE),
+    }
     return render(request, "search/document.html", context)
 
 
@@ -200,6 +210,28 @@ def api_document(request: HttpRequest, pk: int) -> HttpResponse:
     if document is None:
         return _json_error("Document not found.", status=404)
     return _json(_document_json(request, document))
+
+
+@api_get
+def api_related(request: HttpRequest, pk: int) -> HttpResponse:
+    """The documents most related to a visible document, with scores and passages."""
+    document = document_detail(user=request.user, document_id=pk)
+    if document is None:
+        return _json_error("Document not found.", status=404)
+    raw = request.GET.get("k", str(RELATED_ON_PAGE))
+    if not raw.isdigit() or not 1 <= int(raw) <= RELATED_MAX:
+        return _json_error(f"k must be a whole number from 1 to {RELATED_MAX}.", status=400)
+    related = related_documents(user=request.user, document=document, k=int(raw))
+    return _json(
+        {
+            "id": document.pk,
+            "indexed": document.embedding is not None,
+            "results": [
+                {**dataclasses.asdict(item), "url": _document_url(request, item.document_id)}
+                for item in related
+            ],
+        }
+    )
 
 
 def _document_url(request: HttpRequest, document_id: int) -> str:

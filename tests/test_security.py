@@ -196,8 +196,12 @@ class TestHeaders:
     def test_pages_send_security_headers(self, admin_client: Client) -> None:
         """Every page sends the CSP, anti-framing, no-sniff and referrer headers."""
         document = make_document("Header check", "Some text for the header check.")
-        for path in ["/search/?q=header", f"/documents/{document.pk}/", "/api/search?q=x",
-                     CHANGELIST_URL]:
+        for path in [
+            "/search/?q=header",
+            f"/documents/{document.pk}/",
+            "/api/search?q=x",
+            CHANGELIST_URL,
+        ]:
             response = admin_client.get(path)
             assert response.status_code == 200, path
             assert response["Content-Security-Policy"] == EXPECTED_CSP
@@ -218,8 +222,15 @@ class TestHeaders:
     def test_pages_work_under_the_policy(self, admin_client: Client) -> None:
         """Site and admin pages load scripts from files only, so the CSP blocks nothing."""
         document = make_document("Policy check", "Text about the policy check.")
-        paths = ["/search/", "/search/?q=policy", f"/documents/{document.pk}/",
-                 CHANGELIST_URL, ADD_URL, change_url(document), "/admin/"]
+        paths = [
+            "/search/",
+            "/search/?q=policy",
+            f"/documents/{document.pk}/",
+            CHANGELIST_URL,
+            ADD_URL,
+            change_url(document),
+            "/admin/",
+        ]
         for path in paths:
             response = admin_client.get(path)
             assert response.status_code == 200, path
@@ -386,6 +397,16 @@ class TestRateLimits:
         assert login_post(client, "STAFF", "pw-staff-123", REMOTE_ADDR="10.0.0.3") == 429
         assert login_post(client, "outsider", "pw-outsider-123") == 302
 
+    def test_client_address_from_a_proxy_header(
+        self, client: Client, rate_limits: SettingsWrapper
+    ) -> None:
+        """With RATELIMIT_IP_META_KEY, clients behind one proxy are counted apart."""
+        rate_limits.LOGIN_RATE_LIMIT = "1/d"
+        rate_limits.RATELIMIT_IP_META_KEY = "HTTP_X_REAL_IP"
+        assert login_post(client, "a", HTTP_X_REAL_IP="192.0.2.1") == 200
+        assert login_post(client, "b", HTTP_X_REAL_IP="192.0.2.1") == 429
+        assert login_post(client, "c", HTTP_X_REAL_IP="192.0.2.2") == 200
+
     def test_limits_are_off_in_tests_by_default(self, client: Client, user: User) -> None:
         """The test settings switch limiting off, so other tests need not care."""
         assert django_settings.RATELIMIT_ENABLE is False
@@ -505,9 +526,7 @@ class TestNoLeaks:
             if response.status_code == 302:
                 assert response["Location"] == "/admin/"
 
-    def test_members_do_see_it(
-        self, client: Client, staff_viewer: User, hr_group: Group
-    ) -> None:
+    def test_members_do_see_it(self, client: Client, staff_viewer: User, hr_group: Group) -> None:
         """The same staff member sees it once in the group (the tests above are not vacuous)."""
         secret = create_secret(hr_group)
         staff_viewer.groups.add(hr_group)
@@ -580,9 +599,13 @@ class TestStoredXss:
         """The admin changelist, change, history and delete pages escape it all."""
         hostile.last_error = f"failed {SCRIPT}"
         hostile.save(update_fields=["last_error"])
-        for path in (CHANGELIST_URL, f"{CHANGELIST_URL}?q=quarterly", change_url(hostile),
-                     f"/admin/documents/document/{hostile.pk}/history/",
-                     f"/admin/documents/document/{hostile.pk}/delete/"):
+        for path in (
+            CHANGELIST_URL,
+            f"{CHANGELIST_URL}?q=quarterly",
+            change_url(hostile),
+            f"/admin/documents/document/{hostile.pk}/history/",
+            f"/admin/documents/document/{hostile.pk}/delete/",
+        ):
             response = admin_client.get(path)
             assert_no_markup(response)
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.content.decode(), path

@@ -48,6 +48,7 @@ class _Prepared:
     chunks: list[TextChunk]
     embed_inputs: list[str]
     chunk_terms: list[list[str]]
+    title_terms: list[str]
     postings: dict[str, float]
     term_count: float
 
@@ -141,6 +142,7 @@ def _prepare(document: Document, embedder: EmbeddingProvider) -> _Prepared:
         chunks=chunks,
         embed_inputs=embed_inputs,
         chunk_terms=analyze_many([chunk.text for chunk in chunks]),
+        title_terms=title_terms,
         postings=postings,
         term_count=term_count,
     )
@@ -175,12 +177,18 @@ def _store(item: _Prepared, vectors: np.ndarray, model_name: str) -> int:
                 "INSERT INTO documents_chunk (document_id, position, text, start_offset,"
                 " end_offset, token_count, embedding, embedding_model, search_vector,"
                 " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s::vector,"
-                " %s, to_tsvector('simple', %s), now(), now())",
+                " %s, setweight(to_tsvector('simple', %s), 'A')"
+                " || to_tsvector('simple', %s), now(), now())",
                 [
                     (
                         item.document_id, chunk.position, chunk.text, chunk.start,
                         chunk.end, chunk.token_count, _vector_literal(vector),
-                        model_name, " ".join(terms),
+                        model_name,
+                        # The first chunk also carries the title, so quoted
+                        # phrases and exclusions see it ('||' keeps title and
+                        # body positions apart: no phrase spans the two).
+                        " ".join(item.title_terms) if chunk.position == 0 else "",
+                        " ".join(terms),
                     )
                     for chunk, vector, terms in zip(
                         item.chunks, vectors, item.chunk_terms, strict=False

@@ -55,8 +55,15 @@ class SearchFilters:
     @property
     def is_empty(self) -> bool:
         return not any(
-            (self.tags, self.source_types, self.languages, self.owners,
-             self.date_from, self.date_to, self.document_ids)
+            (
+                self.tags,
+                self.source_types,
+                self.languages,
+                self.owners,
+                self.date_from,
+                self.date_to,
+                self.document_ids,
+            )
         )
 
     def as_dict(self) -> dict[str, object]:

@@ -16,6 +16,7 @@ from search.backends.semantic import CHUNKS_PER_DOCUMENT, embed_query, set_hnsw_
 from search.backends.sql import (
     VectorQuery,
     base_cte,
+    base_query,
     compose,
     hybrid_select,
     keyword_ctes,
@@ -57,25 +58,29 @@ class HybridBackend(SearchBackend):
         if weight <= 0:
             # The model has no say for this language: skip embedding the query.
             result = KeywordBackend().search(query, queryset=queryset, limit=limit)
-            result.notes.append("keyword-only: the embedding model does not read "
-                                "this query's language")
+            result.notes.append(
+                "keyword-only: the embedding model does not read this query's language"
+            )
             return result
         candidates = max(limit, settings.SEARCH_CANDIDATES)
         vector, embed_ms = embed_query(query.semantic_text)
         started = time.perf_counter()
         rows = self._fused(query, vector, queryset, candidates, limit, weight)
-        if not rows or (
-            rows[0][9] < candidates * CHUNKS_PER_DOCUMENT and rows[0][10] < candidates
-        ):
+        if not rows or (rows[0][9] < candidates * CHUNKS_PER_DOCUMENT and rows[0][10] < candidates):
             # See SemanticBackend: a selective filter starves the index scan.
             vector = dataclasses.replace(vector, exact=True)
             rows = self._fused(query, vector, queryset, candidates, limit, weight)
         hits = [
             SearchHit(
-                document_id=row[0], score=float(row[1]), rank=index,
-                keyword_rank=row[2], keyword_score=_float(row[3]),
-                semantic_rank=row[4], semantic_score=_float(row[5]),
-                chunk_id=row[6], chunk_matches=int(row[7]),
+                document_id=row[0],
+                score=float(row[1]),
+                rank=index,
+                keyword_rank=row[2],
+                keyword_score=_float(row[3]),
+                semantic_rank=row[4],
+                semantic_score=_float(row[5]),
+                chunk_id=row[6],
+                chunk_matches=int(row[7]),
             )
             for index, row in enumerate(rows, start=1)
         ]
@@ -84,22 +89,34 @@ class HybridBackend(SearchBackend):
         result.timings["hybrid_ms"] = (time.perf_counter() - started) * 1000
         return result
 
-    def _fused(self, query: ParsedQuery, vector: VectorQuery, queryset: QuerySet[Document],
-               candidates: int, limit: int, weight: float) -> list[tuple[Any, ...]]:
+    def _fused(
+        self,
+        query: ParsedQuery,
+        vector: VectorQuery,
+        queryset: QuerySet[Document],
+        candidates: int,
+        limit: int,
+        weight: float,
+    ) -> list[tuple[Any, ...]]:
         select_sql, select_params = hybrid_select(
-            keyword_weight=1 - weight, semantic_weight=weight,
-            fusion=settings.SEARCH_FUSION, limit=limit,
+            keyword_weight=1 - weight,
+            semantic_weight=weight,
+            fusion=settings.SEARCH_FUSION,
+            limit=limit,
         )
         select_sql = select_sql.replace(
             "count(*) OVER () AS total",
-            "count(*) OVER () AS total, (SELECT count(*) FROM sem_nn),"
-            " (SELECT count(*) FROM sem)",
+            "count(*) OVER () AS total, (SELECT count(*) FROM sem_nn), (SELECT count(*) FROM sem)",
         )
         sql, params = compose(
             base_cte(queryset, query),
             keyword_ctes(query, limit=candidates),
-            semantic_ctes(vector, chunk_limit=candidates * CHUNKS_PER_DOCUMENT,
-                          limit=candidates),
+            semantic_ctes(
+                vector,
+                base=base_query(queryset, query),
+                chunk_limit=candidates * CHUNKS_PER_DOCUMENT,
+                limit=candidates,
+            ),
             select=(select_sql, select_params),
         )
         with transaction.atomic(), connection.cursor() as cursor:

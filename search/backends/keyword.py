@@ -35,8 +35,13 @@ class KeywordBackend(SearchBackend):
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         hits = [
-            SearchHit(document_id=doc_id, score=float(score), rank=int(rank),
-                      keyword_rank=int(rank), keyword_score=float(score))
+            SearchHit(
+                document_id=doc_id,
+                score=float(score),
+                rank=int(rank),
+                keyword_rank=int(rank),
+                keyword_score=float(score),
+            )
             for doc_id, score, rank, _total in rows
         ]
         result = BackendResult(hits=hits)

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from documents.embeddings import get_embedder
 from search.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
-from search.backends.sql import VectorQuery, base_cte, compose, semantic_ctes
+from search.backends.sql import VectorQuery, base_cte, base_query, compose, semantic_ctes
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -30,8 +30,9 @@ def embed_query(text: str) -> tuple[VectorQuery, float]:
     vector = embedder.embed_query(text)
     elapsed = (time.perf_counter() - started) * 1000
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-    return VectorQuery(literal=literal, dimensions=embedder.dimensions,
-                       model=embedder.name), elapsed
+    return VectorQuery(
+        literal=literal, dimensions=embedder.dimensions, model=embedder.name
+    ), elapsed
 
 
 def set_hnsw_options(cursor: Any) -> None:
@@ -63,9 +64,15 @@ class SemanticBackend(SearchBackend):
             vector = dataclasses.replace(vector, exact=True)
             rows, _ = self._nearest(query, vector, queryset=queryset, limit=limit)
         hits = [
-            SearchHit(document_id=doc_id, score=float(score), rank=int(rank),
-                      semantic_rank=int(rank), semantic_score=float(score),
-                      chunk_id=chunk_id, chunk_matches=int(matches))
+            SearchHit(
+                document_id=doc_id,
+                score=float(score),
+                rank=int(rank),
+                semantic_rank=int(rank),
+                semantic_score=float(score),
+                chunk_id=chunk_id,
+                chunk_matches=int(matches),
+            )
             for doc_id, chunk_id, score, rank, matches, _ in rows
         ]
         result = BackendResult(hits=hits, total=len(hits))
@@ -75,14 +82,23 @@ class SemanticBackend(SearchBackend):
             result.notes.append("exact-scan")
         return result
 
-    def _nearest(self, query: ParsedQuery, vector: VectorQuery, *, queryset: QuerySet[Document],
-                 limit: int) -> tuple[list[tuple[Any, ...]], int]:
+    def _nearest(
+        self, query: ParsedQuery, vector: VectorQuery, *, queryset: QuerySet[Document], limit: int
+    ) -> tuple[list[tuple[Any, ...]], int]:
         """Nearest documents, and how many chunks the scan returned."""
         sql, params = compose(
             base_cte(queryset, query),
-            semantic_ctes(vector, chunk_limit=limit * CHUNKS_PER_DOCUMENT, limit=limit),
-            select=("SELECT document_id, chunk_id, score, rank, matches,"
-                    " (SELECT count(*) FROM sem_nn) FROM sem ORDER BY rank", []),
+            semantic_ctes(
+                vector,
+                base=base_query(queryset, query),
+                chunk_limit=limit * CHUNKS_PER_DOCUMENT,
+                limit=limit,
+            ),
+            select=(
+                "SELECT document_id, chunk_id, score, rank, matches,"
+                " (SELECT count(*) FROM sem_nn) FROM sem ORDER BY rank",
+                [],
+            ),
         )
         with transaction.atomic(), connection.cursor() as cursor:
             set_hnsw_options(cursor)

@@ -367,7 +367,7 @@ class TestAdminUpload:
 
     def test_failed_document_shows_its_error(self, admin_session: Client) -> None:
         """The change page of a failed document shows why it failed."""
-        document = make_document("Broken", "Expense claims need receipts.")
+        document = make_document("Broken", "Expense claims need receipts.", index=False)
         document_mark_failed(
             document_id=document.pk,
             error="embedding provider failed 6 times, gave up: service unavailable",

@@ -245,11 +245,6 @@ class TestBackendContract:
         make_document("문서", "검색은 빠르고 임베딩은 느리다.")
         assert ids(run(mode, '"임베딩은 검색"', user=user)) == [adjacent.pk]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Known bug: phrases are matched against chunk search vectors, which "
-        "hold body terms only; the title's analysed terms are not indexed for phrases.",
-    )
     def test_phrase_in_title(self, mode: SearchMode, user: User) -> None:
         """A phrase found only in the title matches."""
         titled = make_document("Password policy", "Rules for everyone.")

@@ -17,6 +17,7 @@ from documents.models import Document
 from search import clustering
 from search.clustering import DriftKind
 from search.clustering_services import (
+    clustering_inputs,
     clustering_report,
     clustering_run_execute,
     clustering_run_queue,
@@ -178,6 +179,16 @@ class TestClassTfidf:
             texts, labels, batch_analyzer=lambda ts: [t.split() for t in ts])
         assert one == many
 
+    def test_stems_read_as_words(self) -> None:
+        """Labels show the commonest word behind a stem; Korean morphemes stay."""
+        from search.analysis import analyze
+
+        texts = ["Payroll and payrolls; the galaxies, a galaxy, galaxies.", "임베딩은 좋다"]
+        words = clustering.surface_forms(["payrol", "galaxi", "임베딩", "absent"], texts,
+                                         analyzer=analyze)
+        assert words == {"payrol": "payroll", "galaxi": "galaxies", "임베딩": "임베딩",
+                         "absent": "absent"}
+
     def test_label_format(self) -> None:
         """A label joins the three best terms with a middle dot."""
         label = clustering.label_from_terms([("a1", 3.0), ("b2", 2.0), ("c3", 1.0), ("d4", 0.5)])
@@ -239,7 +250,7 @@ class TestClusteringRun:
             members = set(cluster.memberships.values_list("document_id", flat=True))
             topic = next(t for t, docs in topic_documents.items()
                          if members == {d.pk for d in docs})
-            assert set(cluster.terms[:3]) <= {_stem(w) for w in TOPICS[topic]}
+            assert set(cluster.terms[:3]) <= set(TOPICS[topic])
             assert cluster.label.count(" · ") == 2
             assert set(cluster.representatives) <= members
             assert 0 < cluster.cohesion <= 1
@@ -260,6 +271,18 @@ class TestClusteringRun:
         run = run_now(scope=ClusteringRun.Scope.TAG, tag="corpus",
                       algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
         assert run.document_count == 30
+
+    def test_inputs_take_two_queries(
+        self, topic_documents: dict[str, list[Document]],
+        django_assert_num_queries: Callable[..., Any],
+    ) -> None:
+        """One aggregate checks the scope, one read loads ids, texts and vectors."""
+        run = ClusteringRun.objects.create(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
+        with django_assert_num_queries(2):
+            inputs = clustering_inputs(run=run)
+        assert inputs.vectors.shape == (30, 384)
+        assert len(inputs.texts) == len(inputs.document_ids) == 30
+        assert inputs.texts[0].startswith(Document.objects.get(pk=inputs.document_ids[0]).title)
 
     def test_task_ignores_a_deleted_run(self) -> None:
         """A run deleted before the worker ran is skipped quietly."""
@@ -387,6 +410,23 @@ class TestReport:
         assert shown.visible_count == 31
         assert secret.title not in [p.title for p in hidden.points]
         assert all(secret.pk not in v.visible_ids for v in hidden.clusters)
+
+    def test_labels_of_clusters_with_hidden_members_are_withheld(
+        self, topic_documents: dict[str, list[Document]], hr_group: Group, user: User,
+        admin_user: User,
+    ) -> None:
+        """A label could quote a restricted member's text: outsiders get none."""
+        secret = make_document("Secret payroll", "payroll ledger audit budget invoice",
+                               groups=[hr_group])
+        run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
+        number = ClusterMembership.objects.get(run=run, document=secret).cluster.number
+        hidden = {v.cluster.number: v for v in clustering_report(run=run, user=user).clusters}
+        shown = {v.cluster.number: v for v in clustering_report(run=run,
+                                                                user=admin_user).clusters}
+        assert hidden[number].label == "" and hidden[number].terms == []
+        assert shown[number].label == run.clusters.get(number=number).label != ""
+        others = [n for n in hidden if n != number]
+        assert all(hidden[n].label == shown[n].label != "" for n in others)
 
 
 # --- Admin ------------------------------------------------------------------------
@@ -519,6 +559,44 @@ class TestClusteringAdmin:
         assert "No documents in scope (tag “none”)." in page.content.decode()
 
 
+class TestClusterLinks:
+    def test_small_clusters_link_by_ids(
+        self, client: Client, admin_user: User, done_run: ClusteringRun
+    ) -> None:
+        """Without the cluster filter, the report links to ?id__in= with the members."""
+        client.force_login(admin_user)
+        page = client.get(reverse("admin:search_clusteringrun_change", args=[done_run.pk]))
+        cluster = done_run.clusters.get(number=0)
+        ids = page.context["report"].clusters[0].visible_ids
+        assert sorted(ids) == sorted(cluster.memberships.values_list("document_id", flat=True))
+        link = f"{reverse('admin:documents_document_changelist')}?id__in={','.join(map(str, ids))}"
+        assert link in page.content.decode()
+        listing = client.get(link)
+        assert listing.status_code == 200
+        assert listing.context["cl"].result_count == cluster.size
+
+    def test_cluster_filter_on_the_document_admin(
+        self, client: Client, admin_user: User, done_run: ClusteringRun,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Once DocumentAdmin lists ClusterListFilter, links use ?cluster=<id>."""
+        from django.contrib import admin
+
+        from search.admin import ClusterListFilter
+
+        document_admin = admin.site._registry[Document]
+        monkeypatch.setattr(document_admin, "list_filter",
+                            [*document_admin.list_filter, ClusterListFilter])
+        client.force_login(admin_user)
+        cluster = done_run.clusters.get(number=1)
+        page = client.get(reverse("admin:search_clusteringrun_change", args=[done_run.pk]))
+        link = f"{reverse('admin:documents_document_changelist')}?cluster={cluster.pk}"
+        assert link in page.content.decode()
+        listing = client.get(link)
+        assert listing.status_code == 200
+        assert listing.context["cl"].result_count == cluster.size
+
+
 class TestNearDuplicates:
     def test_copies_are_paired_once(self, admin_user: User, user: User, hr_group: Group,
                                     client: Client) -> None:
@@ -538,8 +616,3 @@ class TestNearDuplicates:
         page = client.get(reverse("admin:search_clusteringrun_duplicates"), {"threshold": "0.9"})
         assert "Seedlings (copy)" in page.content.decode()
 
-
-def _stem(word: str) -> str:
-    from search.analysis import analyze
-
-    return analyze(word)[0]

@@ -11,6 +11,7 @@ from tests.factories import make_document
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import Group, User
+    from django.test import Client
 
     from documents.models import Document
 
@@ -178,3 +179,66 @@ class TestQueryCount:
         """
         with django_assert_num_queries(6):  # type: ignore[operator]
             related_documents(user=user, document=garden["source"], k=3)
+
+
+class TestEvaluationJudgments:
+    def test_documents_of_the_same_query_are_related(self) -> None:
+        """Each relevant document of a query is related to the query's others."""
+        from search.management.commands.eval_related import related_judgments
+
+        qrels = {"q1": {"a": 1, "b": 1, "c": 1}, "q2": {"a": 1, "d": 1}, "q3": {"e": 1},
+                 "q4": {"f": 1, "g": 0}}
+        assert related_judgments(qrels) == {
+            "a": {"b": 1, "c": 1, "d": 1},
+            "b": {"a": 1, "c": 1},
+            "c": {"a": 1, "b": 1},
+            "d": {"a": 1},
+        }
+
+
+class TestRelatedOnPageAndApi:
+    def test_document_page_lists_related_documents(
+        self, client: Client, user: User, garden: dict[str, Document]
+    ) -> None:
+        """The document page shows related documents with their passages."""
+        client.force_login(user)
+        response = client.get(f"/documents/{garden['source'].pk}/")
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert "Related documents" in body
+        assert f'href="/documents/{garden["close"].pk}/"' in body
+        assert "Why related?" in body
+
+    def test_api_returns_scores_and_passages(
+        self, client: Client, user: User, garden: dict[str, Document]
+    ) -> None:
+        """The API lists related documents, best first, with scores and passages."""
+        client.force_login(user)
+        response = client.get(f"/api/documents/{garden['source'].pk}/related?k=2")
+        assert response.status_code == 200
+        data = response.json()
+        assert data["indexed"] is True
+        assert len(data["results"]) == 2
+        assert data["results"][0]["document_id"] == garden["close"].pk
+        assert data["results"][0]["score"] >= data["results"][1]["score"]
+        assert data["results"][0]["related_passage"]
+        assert garden["source"].pk not in [r["document_id"] for r in data["results"]]
+
+    @pytest.mark.parametrize("k", ["0", "51", "abc", "-1", ""])
+    def test_api_refuses_a_bad_k(
+        self, client: Client, user: User, garden: dict[str, Document], k: str
+    ) -> None:
+        """A malformed k is a 400 with a message."""
+        client.force_login(user)
+        response = client.get(f"/api/documents/{garden['source'].pk}/related?k={k}")
+        assert response.status_code == 400
+        assert "k must be" in response.json()["error"]
+
+    def test_restricted_document_is_404_in_the_api(
+        self, client: Client, user: User, hr_group: Group
+    ) -> None:
+        """Related documents of a document the user may not see: 404, no existence leak."""
+        secret = make_document("Salary bands", GARDEN, groups=[hr_group])
+        client.force_login(user)
+        response = client.get(f"/api/documents/{secret.pk}/related")
+        assert response.status_code == 404

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from tqdm import tqdm
 
 from documents.ingestion import SUPPORTED_EXTENSIONS
+from documents.models import Document
 from documents.services import ImportOutcome, document_ingest_bytes
 from documents.services.embed import deferred_indexing
+
+#: Pause before the one retry of a file whose database connection was lost.
+_RECONNECT_PAUSE_SECONDS = 1.0
+
+
+def _indexed(document: Document | None) -> bool:
+    """Whether the document's index was built from its current content."""
+    return document is None or (document.status == Document.Status.READY and document.is_indexed)
 
 
 class Command(BaseCommand):
@@ -38,13 +50,24 @@ class Command(BaseCommand):
         failures: list[tuple[Path, str]] = []
         progress = tqdm(files, unit="file", disable=options["no_progress"] or not files,
                         file=self.stderr._out)
-        with deferred_indexing():
-            for path in progress:
-                progress.set_postfix_str(path.name[-40:], refresh=False)
-                outcome, error = self._import_one(path, options["tags"], owner)
-                counts[outcome] += 1
-                if error:
-                    failures.append((path, error))
+        try:
+            with deferred_indexing() as queued:
+                for path in progress:
+                    progress.set_postfix_str(path.name[-40:], refresh=False)
+                    outcome, error, document = self._import_one(path, options["tags"], owner)
+                    counts[outcome] += 1
+                    if error:
+                        failures.append((path, error))
+                    elif outcome == ImportOutcome.UNCHANGED and not _indexed(document):
+                        # Saved by an earlier run whose indexing never finished
+                        # (the run or the database stopped first): queue it again.
+                        queued.append(document.pk)
+        except DatabaseError as exc:  # Queueing the indexing at the end failed.
+            self._summary(counts, failures)
+            raise CommandError(
+                f"indexing could not be queued ({type(exc).__name__}: {exc}); "
+                "run the import again to index the imported documents"
+            ) from exc
         self._summary(counts, failures)
 
     def _collect(self, paths: list[Path]) -> list[Path]:
@@ -61,24 +84,36 @@ class Command(BaseCommand):
                 raise CommandError(f"{path}: no such file or folder")
         return files
 
-    def _import_one(self, path: Path, tags: list[str], owner: Any) -> tuple[ImportOutcome, str]:
+    def _import_one(
+        self, path: Path, tags: list[str], owner: Any
+    ) -> tuple[ImportOutcome, str, Document | None]:
         if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
             return ImportOutcome.FAILED, (
                 f"unsupported file type '{path.suffix or path.name}' (supported: "
                 + ", ".join(sorted(SUPPORTED_EXTENSIONS)) + ")"
-            )
+            ), None
         try:
             data = path.read_bytes()
         except OSError as exc:
-            return ImportOutcome.FAILED, f"cannot read file: {exc.strerror or exc}"
+            return ImportOutcome.FAILED, f"cannot read file: {exc.strerror or exc}", None
+        ingest = partial(
+            document_ingest_bytes, data=data, filename=path.name,
+            source_path=str(path.resolve()), tags=tags, owner=owner,
+        )
         try:
-            result = document_ingest_bytes(
-                data=data, filename=path.name, source_path=str(path.resolve()),
-                tags=tags, owner=owner,
-            )
+            try:
+                result = ingest()
+            except (OperationalError, InterfaceError):
+                # The connection was lost (database restarted, network): drop it
+                # so that the next query reconnects, and try this file once more.
+                connection.close()
+                time.sleep(_RECONNECT_PAUSE_SECONDS)
+                result = ingest()
         except Exception as exc:  # The rest of the import goes on.
-            return ImportOutcome.FAILED, f"{type(exc).__name__}: {exc}"
-        return result.outcome, result.error
+            if isinstance(exc, (OperationalError, InterfaceError)):
+                connection.close()  # The next file reconnects.
+            return ImportOutcome.FAILED, f"{type(exc).__name__}: {exc}", None
+        return result.outcome, result.error, result.document
 
     def _summary(self, counts: dict[ImportOutcome, int],
                  failures: list[tuple[Path, str]]) -> None:

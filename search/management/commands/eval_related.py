@@ -1,0 +1,146 @@
+"""Evaluate related-document methods on a BEIR-format dataset."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from config.database import switch_database
+from documents.embeddings import create_embedder, set_embedder
+from search.evaluation import evaluation_database_name, index_dataset, load_beir
+from search.related import RelatedMethod, related_documents
+
+
+def related_judgments(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Documents relevant to the same query count as related to each other.
+
+    For every query with at least two relevant documents, each of them has
+    the others as its related set (union over queries).
+    """
+    related: dict[str, dict[str, int]] = {}
+    for judged in qrels.values():
+        relevant = sorted(doc for doc, grade in judged.items() if grade > 0)
+        if len(relevant) < 2:
+            continue
+        for doc in relevant:
+            related.setdefault(doc, {}).update({other: 1 for other in relevant if other != doc})
+    return related
+
+
+def score_related(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
+                  *, k: int) -> dict[str, float]:
+    """nDCG@k and Recall@k (pytrec_eval, the TREC reference implementation)."""
+    import pytrec_eval
+
+    measures = {f"ndcg_cut.{k}", f"recall.{k}"}
+    # trec_eval drops sources without any result; count them as zeros.
+    scored = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
+    n = len(qrels)
+    return {
+        f"ndcg@{k}": sum(m[f"ndcg_cut_{k}"] for m in scored.values()) / n,
+        f"recall@{k}": sum(m[f"recall_{k}"] for m in scored.values()) / n,
+        "sources": n,
+    }
+
+
+class Command(BaseCommand):
+    help = (
+        "Score the related-documents methods (document, chunk, combined) on a BEIR "
+        "folder: documents relevant to the same query are each other's related set. "
+        "Uses (and builds if needed) the database of `manage.py evaluate`."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dataset", required=True, type=Path)
+        parser.add_argument("--provider", default=None,
+                            help="Embedding provider (default: EMBEDDING_PROVIDER).")
+        parser.add_argument("--split", default="test")
+        parser.add_argument("--k", type=int, default=10)
+        parser.add_argument("--methods", default=",".join(m.value for m in RelatedMethod))
+        parser.add_argument("--json", action="store_true", help="Print JSON only.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from django.conf import settings
+
+        try:
+            methods = [RelatedMethod(m.strip()) for m in options["methods"].split(",")
+                       if m.strip()]
+            dataset = load_beir(options["dataset"], split=options["split"])
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        qrels = related_judgments(dataset.qrels)
+        if not qrels:
+            raise CommandError(f"{dataset.name} has no query with two or more relevant "
+                               "documents: nothing to evaluate")
+        provider_name = options["provider"] or settings.EMBEDDING_PROVIDER
+        try:
+            embedder = create_embedder(provider_name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        set_embedder(embedder)
+        switch_database(evaluation_database_name(dataset.name, provider_name))
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        indexed = index_dataset(dataset, rebuild=False)
+        results: dict[str, Any] = {"dataset": dataset.name, "provider": embedder.name,
+                                   "documents": len(dataset.corpus), "indexed_now": indexed,
+                                   "sources": len(qrels), "methods": {}}
+        for method in methods:
+            started = time.perf_counter()
+            run = _run(qrels, method=method, k=options["k"])
+            metrics = score_related(run, qrels, k=options["k"])
+            metrics["ms_per_document"] = round(
+                1000 * (time.perf_counter() - started) / len(qrels), 1)
+            results["methods"][method.value] = metrics
+        self._print(results, k=options["k"], quiet=options["json"])
+
+    def _print(self, results: dict[str, Any], *, k: int, quiet: bool) -> None:
+        if quiet:
+            self.stdout.write(json.dumps(results, indent=2))
+            return
+        self.stdout.write(f"\n{results['dataset']}: {results['documents']} documents, "
+                          f"{results['sources']} with related sets, provider "
+                          f"{results['provider']}")
+        self.stdout.write(f"{'method':<10}{f'nDCG@{k}':>10}{f'R@{k}':>10}{'ms/doc':>9}")
+        for method, m in results["methods"].items():
+            self.stdout.write(f"{method:<10}{m[f'ndcg@{k}']:>10.3f}{m[f'recall@{k}']:>10.3f}"
+                              f"{m['ms_per_document']:>9}")
+
+
+def _run(qrels: dict[str, dict[str, int]], *, method: RelatedMethod,
+         k: int) -> dict[str, dict[str, float]]:
+    """Related documents of every judged source, as a TREC run."""
+    from documents.models import Document
+
+    by_source = {
+        path.removeprefix("beir:"): document
+        for document in Document.objects.filter(
+            source_path__in=[f"beir:{doc}" for doc in qrels]).only("pk", "source_path")
+        for path in [document.source_path]
+    }
+    ids = dict(Document.objects.values_list("pk", "source_path"))
+    user = _evaluation_user()
+    run: dict[str, dict[str, float]] = {}
+    for source in qrels:
+        if (document := by_source.get(source)) is None:
+            continue
+        related = related_documents(user=user, document=document, k=k, method=method)
+        # Scores must fall with rank for trec_eval; rank order is the truth.
+        run[source] = {ids[r.document_id].removeprefix("beir:"): float(k - rank)
+                       for rank, r in enumerate(related)}
+    return run
+
+
+def _evaluation_user() -> Any:
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="evaluation", defaults={"is_superuser": True, "is_staff": True}
+    )
+    return user

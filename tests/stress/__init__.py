@@ -1,0 +1,1 @@
+"""Load and bulk tests, run by `make stress` (deselected from `make test`)."""
