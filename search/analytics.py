@@ -535,43 +535,64 @@ END
     )
 
 
-def _hangul_class() -> str:
-    """The Hangul character class of :mod:`search.analysis`, as regex escapes."""
+def _regex_class(characters: str) -> str:
+    """A character class body of :mod:`search.analysis`, non-ASCII as regex escapes."""
+    return "".join(c if c.isascii() else f"\\u{ord(c):04x}" for c in characters)
+
+
+def _detect_language_body() -> str:
+    """search.analysis.detect_language in SQL, from its own character classes."""
     from search import analysis
 
-    return "".join(c if c == "-" else f"\\u{ord(c):04x}" for c in analysis._HANGUL_CHARS)
+    latin = re.fullmatch(r"\[(.*)\]\+", analysis._LATIN_RUN_RE.pattern)
+    if latin is None:
+        raise ValueError("search.analysis._LATIN_RUN_RE is no longer one character class")
+    hangul, latin_class = _regex_class(analysis._HANGUL_CHARS), _regex_class(latin.group(1))
+    share = repr(float(analysis.MIXED_MIN_SHARE))
+    # Letters: Python's str.isalpha; Hangul counted apart so that a server
+    # locale that classifies only ASCII still counts it.
+    return f"""
+    SELECT CASE WHEN c.letters = 0 THEN 'en'
+                WHEN c.hangul::float8 / c.letters >= {share}
+                     AND c.latin::float8 / c.letters >= {share} THEN 'mixed'
+                WHEN c.hangul > c.latin THEN 'ko'
+                ELSE 'en' END
+    FROM (
+        SELECT h.hangul, length(regexp_replace(n.t, '[^{latin_class}]', '', 'g')) AS latin,
+               h.hangul + length(regexp_replace(n.t, '[^[:alpha:]]|[{hangul}]', '', 'g'))
+                   AS letters
+        FROM (SELECT normalize(coalesce(query, ''), NFKC) AS t) n
+        CROSS JOIN LATERAL (
+            SELECT length(regexp_replace(n.t, '[^{hangul}]', '', 'g')) AS hangul
+        ) h
+    ) c
+"""
 
 
 def _language_functions() -> list[SqlFunction]:
-    hangul = _hangul_class()
-    ratio = f"""
-    SELECT CASE WHEN c.hangul + c.other = 0 THEN 0.0::float8
-                ELSE c.hangul::float8 / (c.hangul + c.other) END
-    FROM (
-        SELECT length(regexp_replace(n.t, '[^{hangul}]', '', 'g')) AS hangul,
-               length(regexp_replace(n.t, '[^[:alpha:]]|[{hangul}]', '', 'g')) AS other
-        FROM (SELECT normalize(coalesce(query, ''), NFKC) AS t) n
-    ) c
-"""
     terms = """
     SELECT coalesce(array_agg(t.lexeme ORDER BY t.positions[1], t.lexeme), ARRAY[]::text[])
     FROM unnest(to_tsvector('english', coalesce(query, ''))) AS t
 """
+    # As search.backends.hybrid.semantic_weight_for.
     weight = f"""
     SELECT coalesce(s.semantic_weight_override,
-                    r.ratio * s.semantic_weight_ko + (1 - r.ratio) * s.semantic_weight_en)
+                    CASE {SCHEMA}.detect_language(query)
+                        WHEN 'mixed' THEN least(s.semantic_weight_ko, s.semantic_weight_en)
+                        WHEN 'ko' THEN s.semantic_weight_ko
+                        ELSE s.semantic_weight_en END)
     FROM analytics_private.search_settings s
-    CROSS JOIN (SELECT {SCHEMA}.hangul_ratio(query) AS ratio) r
 """
     return [
         SqlFunction(
-            name="hangul_ratio",
+            name="detect_language",
             arguments="query text",
-            returns="double precision",
-            body=ratio,
+            returns="text",
+            body=_detect_language_body(),
             language="sql",
             volatility="IMMUTABLE",
-            comment="Share of Hangul among the letters of a text, as search.analysis.hangul_ratio.",
+            comment="'ko', 'en' or 'mixed' from the Hangul and Latin letter shares, as "
+            "search.analysis.detect_language.",
         ),
         SqlFunction(
             name="english_terms",
@@ -591,7 +612,7 @@ def _language_functions() -> list[SqlFunction]:
             language="sql",
             definer=True,
             comment="Weight of the semantic leg of hybrid search for a query, as the app "
-            "chooses it (the provider's weight per language, blended by Hangul share).",
+            "chooses it (the provider's weight for its language; the lesser one if mixed).",
         ),
     ]
 
@@ -825,13 +846,13 @@ def _check_role_name(name: str) -> None:
 
 
 def _utility(cursor: Any, template: str, **parts: object) -> None:
-    """Run a utility statement (they take no parameters): identifiers and
-    literals are quoted by psycopg, ``{role}`` as an identifier."""
+    """Run a utility statement (they take no parameters): values are quoted
+    by psycopg, ``{role}`` and ``{database}`` as identifiers."""
     from psycopg import sql
 
     composed = sql.SQL(template).format(
         **{
-            key: sql.Identifier(value) if key == "role" else sql.Literal(value)
+            key: sql.Identifier(value) if key in ("role", "database") else sql.Literal(value)
             for key, value in parts.items()
         }
     )
@@ -859,7 +880,7 @@ def _prepare_role(cursor: Any, name: str) -> bool:
     )
     row = cursor.fetchone()
     if row is None:
-        _utility(cursor, "CREATE ROLE {role}", role=name)
+        _utility(cursor, "CREATE ROLE {role} LOGIN NOINHERIT", role=name)
     elif not row[2]:
         raise AnalystRoleError(f"role {name} exists and was not created by create_analyst_role")
     elif row[0] or row[1]:
@@ -893,12 +914,10 @@ def _configure_role(
     protects the app is the privileges; these keep a careless query from
     hurting it. ``None`` keeps the role's current value.
     """
-    _utility(
-        cursor,
-        "ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
-        " NOREPLICATION NOBYPASSRLS NOINHERIT",
-        role=name,
-    )
+    # The other attributes (NOSUPERUSER, NOCREATEROLE, ...) are CREATE
+    # ROLE's defaults, checked by _prepare_role; naming them here would need
+    # superuser rights the app's role need not have.
+    _utility(cursor, "ALTER ROLE {role} LOGIN NOINHERIT", role=name)
     if connection_limit is not None:
         _utility(
             cursor,
@@ -987,16 +1006,39 @@ def analyst_role_drop(*, name: str) -> None:
         )
         if cursor.fetchone() is None:
             raise AnalystRoleError(f"{name} is not an analyst role of this database")
-        cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name])
-        if cursor.fetchone() is not None:
+        cursor.execute(
+            "SELECT pg_has_role(current_user, r.oid, 'USAGE'), current_database()"
+            " FROM pg_roles r WHERE r.rolname = %s",
+            [name],
+        )
+        if (row := cursor.fetchone()) is None:
+            return  # Dropped by hand already.
+        for statement in _REVOKE_ANALYST:
+            _utility(cursor, statement, role=name, database=row[1])
+        if row[0]:
+            # Also default privileges and the like; a role with CREATEROLE
+            # but not the analyst's privileges may not (PostgreSQL 16+).
             _utility(cursor, "DROP OWNED BY {role}", role=name)
-            _utility(cursor, "DROP ROLE {role}", role=name)
+        _utility(cursor, "DROP ROLE {role}", role=name)
+
+
+#: What analytics_private.grant_analyst grants (analysts own nothing).
+_REVOKE_ANALYST: Final = (
+    "REVOKE ALL ON ALL TABLES IN SCHEMA analytics FROM {role}",
+    "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA analytics FROM {role}",
+    "REVOKE ALL ON SCHEMA analytics FROM {role}",
+    "REVOKE ALL ON ALL FUNCTIONS IN SCHEMA analytics_private FROM {role}",
+    "REVOKE ALL ON SCHEMA analytics_private FROM {role}",
+    "REVOKE ALL ON SCHEMA public FROM {role}",
+    "REVOKE ALL ON DATABASE {database} FROM {role}",
+)
 
 
 def analyst_dsn(name: str) -> str:
     """A libpq connection URI for role ``name`` to the app's database (no password)."""
     config = connection.settings_dict
-    host, port = config["HOST"] or "", str(config["PORT"] or "")
+    options = config.get("OPTIONS") or {}
+    host, port = config["HOST"] or options.get("host", ""), str(config["PORT"] or "")
     user, database = quote(name, safe=""), quote(config["NAME"], safe="")
     query: dict[str, str] = {}
     if not host or host.startswith("/"):
@@ -1006,7 +1048,7 @@ def analyst_dsn(name: str) -> str:
         query.update({"port": port} if port else {})
     else:
         netloc = f"{user}@{f'[{host}]' if ':' in host else host}" + (f":{port}" if port else "")
-        if sslmode := (config.get("OPTIONS") or {}).get("sslmode"):
+        if sslmode := options.get("sslmode"):
             query["sslmode"] = sslmode
     uri = f"postgresql://{netloc}/{database}"
     return f"{uri}?{urlencode(query, safe='/')}" if query else uri

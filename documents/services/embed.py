@@ -225,6 +225,8 @@ def deferred_indexing() -> Iterator[list[int]]:
 
     A bulk import then queues one task per ``EMBEDDING_TASK_BATCH`` documents
     instead of one per document, so chunks are embedded in shared batches.
+    Each batch is queued as soon as it is full, so workers index while the
+    import goes on; the rest is queued when the block ends.
     """
     ids: list[int] = []
     token = _deferred.set(ids)
@@ -242,6 +244,10 @@ def queue_document_indexing(document_id: int) -> None:
 
     if (deferred := _deferred.get()) is not None:
         deferred.append(document_id)
+        if len(deferred) >= settings.EMBEDDING_TASK_BATCH:
+            batch = deferred[:]
+            deferred.clear()
+            documents_reembed(document_ids=batch, force=False)
         return
     transaction.on_commit(partial(documents_embed_task.delay, [document_id]))
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from documents.embeddings import get_embedder
-from search.analysis import hangul_ratio
+from search.analysis import detect_language
 from search.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
 from search.backends.semantic import CHUNKS_PER_DOCUMENT, embed_query, set_hnsw_options
 from search.backends.sql import (
@@ -34,14 +34,17 @@ def semantic_weight_for(text: str) -> float:
     """Weight of the semantic leg for a query, by its language.
 
     The provider says how much its model deserves per language (all-MiniLM
-    reads no Korean, so a Korean query is ranked by keywords alone); a query
-    mixing scripts gets the Hangul-share-weighted blend.
+    reads no Korean, so a Korean query is ranked by keywords alone). A query
+    mixing Korean and English gets the lesser weight of the two: a model that
+    cannot read part of a query should not reorder its results.
     """
     if settings.SEARCH_SEMANTIC_WEIGHT is not None:
         return float(settings.SEARCH_SEMANTIC_WEIGHT)
     weights = get_embedder().semantic_weights
-    ratio = hangul_ratio(text)
-    return ratio * weights.get("ko", 0.0) + (1 - ratio) * weights.get("en", 0.0)
+    language = detect_language(text)
+    if language == "mixed":
+        return min(weights.get("ko", 0.0), weights.get("en", 0.0))
+    return weights.get(language, 0.0)
 
 
 class HybridBackend(SearchBackend):

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from documents.models import Document
 from search import analytics
-from search.analysis import hangul_ratio
+from search.analysis import detect_language
 from search.backends import HybridBackend, KeywordBackend, SemanticBackend
 from search.backends.hybrid import semantic_weight_for
 from search.backends.semantic import embed_query
@@ -79,6 +79,19 @@ PUBLIC_DOCUMENTS = {
     ),
     "요리": ("파스타 요리", "소금물에 파스타를 삶고 소스를 만듭니다.", ["food"]),
 }
+LANGUAGE_SAMPLES = [
+    "",
+    "1234 !",
+    "vector search",
+    "임베딩 검색",
+    "임베딩 search engine",
+    "임베딩 검색 엔진 search",
+    "ㅋㅋ 좋아요",
+    "Café 검색",
+    "\uff21\uff22\uff23 한국어",
+    "한국어와 English가 섞인 질의",
+    "Ελληνικά и русский",
+]
 QUERIES = [
     "vector search",
     "pasta water",
@@ -262,28 +275,15 @@ class TestDriftGuard:
                 expected = [tuple(c.split(" ", 1)) for c in columns.split(", ")]
                 assert installed == expected, f"analytics.{name}: {REGENERATE}"
 
-    @pytest.mark.parametrize(
-        "text",
-        [
-            "",
-            "1234 !",
-            "vector search",
-            "임베딩 검색",
-            "임베딩 search engine",
-            "ㅋㅋ 좋아요",
-            "Café 검색",
-            "\uff21\uff22\uff23 한국어",
-            "한국어와 English가 섞인 질의",
-        ],
-    )
-    def test_hangul_ratio_is_the_apps(self, text: str) -> None:
-        """SQL measures the Hangul share of a query exactly as search.analysis."""
+    @pytest.mark.parametrize("text", LANGUAGE_SAMPLES)
+    def test_detect_language_is_the_apps(self, text: str) -> None:
+        """SQL tells the language of a query exactly as search.analysis."""
         with connection.cursor() as cursor:
-            assert rows(cursor, "SELECT analytics.hangul_ratio(%s)", [text])[0][0] == (
-                hangul_ratio(text)
+            assert rows(cursor, "SELECT analytics.detect_language(%s)", [text])[0][0] == (
+                detect_language(text)
             )
 
-    @pytest.mark.parametrize("text", ["vector search", "임베딩 검색", "임베딩 search engine"])
+    @pytest.mark.parametrize("text", LANGUAGE_SAMPLES)
     @pytest.mark.parametrize("override", [None, 0.25])
     def test_semantic_weight_is_the_apps(
         self, settings: Any, fake_embedder: FakeProvider, text: str, override: float | None
@@ -792,6 +792,16 @@ class TestCommands:
         assert dsn.startswith(f"postgresql://{analyst}@")
         with psycopg.connect(dsn) as session:
             assert session.execute("SELECT current_user").fetchone() == (analyst,)
+
+    def test_dsn_for_a_server_over_tcp(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A production DSN names host, port and TLS mode, never a password."""
+        monkeypatch.setitem(connection.settings_dict, "HOST", "db.example.com")
+        monkeypatch.setitem(connection.settings_dict, "PORT", 5432)
+        monkeypatch.setitem(connection.settings_dict, "OPTIONS", {"sslmode": "verify-full"})
+        database = connection.settings_dict["NAME"]
+        assert analytics.analyst_dsn("alice") == (
+            f"postgresql://alice@db.example.com:5432/{database}?sslmode=verify-full"
+        )
 
     @pytest.mark.parametrize(
         ("args", "message"),
