@@ -158,7 +158,7 @@ EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "sentence-transformers")
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL")
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64, minimum=1)
 # Documents per Celery task when many are (re-)embedded at once.
-EMBEDDING_TASK_BATCH = env_int("EMBEDDING_TASK_BATCH", 32, minimum=1)
+EMBEDDING_TASK_BATCH = env_int("EMBEDDING_TASK_BATCH", 128, minimum=1)
 EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE", "cpu")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
@@ -170,7 +170,7 @@ CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)
 # ---------------------------------------------------------------------------
 # Search
 # ---------------------------------------------------------------------------
-SEARCH_HNSW_EF_SEARCH = env_int("SEARCH_HNSW_EF_SEARCH", 100, minimum=10)
+SEARCH_HNSW_EF_SEARCH = env_int("SEARCH_HNSW_EF_SEARCH", 200, minimum=10)
 SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 100, minimum=10)
 SEARCH_RESULTS_PER_PAGE = env_int("SEARCH_RESULTS_PER_PAGE", 10, minimum=1)
 # Hybrid fusion: "convex" (weighted normalised scores) or "rrf".

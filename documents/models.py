@@ -146,6 +146,10 @@ class Document(TimestampedModel):
                 fields=["title"],
                 opclasses=["gin_trgm_ops"],
             ),
+            # BM25 reads every candidate's length and the collection's mean
+            # length; this lets both be index-only scans instead of reading
+            # the wide document rows.
+            models.Index(fields=["id"], include=["term_count"], name="document_bm25_length"),
         ]
         permissions = [("reembed_document", "Can re-embed documents")]
 
