@@ -19,6 +19,7 @@ install: $(STAMP)
 
 run: install
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py setup_demo
 	$(PY) manage.py runserver 127.0.0.1:8000
 

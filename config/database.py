@@ -65,12 +65,13 @@ def _ensure_database(*, socket_dir: str, port: int | None, name: str) -> None:
     from psycopg import sql
 
     with psycopg.connect(
-        host=socket_dir, port=port or None, user="postgres", dbname="postgres",
+        host=socket_dir,
+        port=port or None,
+        user="postgres",
+        dbname="postgres",
         autocommit=True,
     ) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
-        ).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if exists:
             return
         try:

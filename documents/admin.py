@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
 class ChunkInline(admin.TabularInline):
     model = Chunk
-    fields = ["position", "preview", "start_offset", "end_offset", "token_count",
-              "embedding_model"]
+    fields = ["position", "preview", "start_offset", "end_offset", "token_count", "embedding_model"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -64,31 +63,80 @@ class TagFilter(admin.SimpleListFilter):
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     form = DocumentAdminForm
-    list_display = ["title", "status_badge", "source_type", "language", "tag_list",
-                    "chunk_count", "embedding_model", "updated_at"]
-    list_filter = ["status", "source_type", "language", TagFilter, "groups", "embedding_model",
-                   ClusterListFilter]
+    list_display = [
+        "title",
+        "status_badge",
+        "source_type",
+        "language",
+        "tag_list",
+        "chunk_count",
+        "embedding_model",
+        "updated_at",
+    ]
+    list_filter = [
+        "status",
+        "source_type",
+        "language",
+        TagFilter,
+        "groups",
+        "embedding_model",
+        ClusterListFilter,
+    ]
     search_fields = ["title", "original_filename", "tags"]
     list_select_related = ["owner"]
     list_per_page = 50
     date_hierarchy = "updated_at"
-    readonly_fields = ["status", "last_error", "source_type", "language", "original_filename",
-                       "source_path", "content_hash", "embedded_hash", "embedding_model",
-                       "embedded_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "status",
+        "last_error",
+        "source_type",
+        "language",
+        "original_filename",
+        "source_path",
+        "content_hash",
+        "embedded_hash",
+        "embedding_model",
+        "embedded_at",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["title", "upload", "text", "tags"]}),
         ("Access", {"fields": ["owner", "groups"]}),
-        ("Indexing", {"fields": ["status", "last_error", "embedding_model", "embedded_at",
-                                 "content_hash", "embedded_hash"]}),
-        ("Source", {"fields": ["source_type", "language", "original_filename", "source_path",
-                               "created_at", "updated_at"]}),
+        (
+            "Indexing",
+            {
+                "fields": [
+                    "status",
+                    "last_error",
+                    "embedding_model",
+                    "embedded_at",
+                    "content_hash",
+                    "embedded_hash",
+                ]
+            },
+        ),
+        (
+            "Source",
+            {
+                "fields": [
+                    "source_type",
+                    "language",
+                    "original_filename",
+                    "source_path",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
     ]
     inlines = [ChunkInline]
     actions = ["reembed_selected", "retry_failed"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
         return (
-            super().get_queryset(request)
+            super()
+            .get_queryset(request)
             .visible_to(request.user)
             .defer("text", "embedding")
             .annotate(_chunk_count=Count("chunks"))
@@ -96,8 +144,12 @@ class DocumentAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, document: Document) -> str:
-        colours = {"ready": "#2e7d32", "failed": "#c62828", "processing": "#1565c0",
-                   "pending": "#6d6d6d"}
+        colours = {
+            "ready": "#2e7d32",
+            "failed": "#c62828",
+            "processing": "#1565c0",
+            "pending": "#6d6d6d",
+        }
         return format_html(
             '<span style="color:{}; font-weight:bold" title="{}">{}</span>',
             colours.get(document.status, "#000"),
@@ -113,33 +165,33 @@ class DocumentAdmin(admin.ModelAdmin):
     def chunk_count(self, document: Document) -> int:
         return getattr(document, "_chunk_count", 0)
 
-    def save_model(self, request: HttpRequest, obj: Document, form: ModelForm,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Document, form: ModelForm, change: bool
+    ) -> None:
         if not change and obj.owner_id is None:
             obj.owner = request.user  # type: ignore[assignment]
         obj.language = detect_language(f"{obj.title}\n{obj.text[:20000]}")
         super().save_model(request, obj, form, change)
         if obj.content_hash != obj.embedded_hash:
-            self.message_user(request, f"“{obj.title}” is queued for indexing.",
-                              messages.INFO)
+            self.message_user(request, f"“{obj.title}” is queued for indexing.", messages.INFO)
 
-    @admin.action(description="Re-embed selected documents",
-                  permissions=["reembed"])
+    @admin.action(description="Re-embed selected documents", permissions=["reembed"])
     def reembed_selected(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         count = documents_reembed(document_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"Queued {count} document(s) for re-embedding.",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"Queued {count} document(s) for re-embedding.", messages.SUCCESS
+        )
 
     @admin.action(description="Retry failed documents", permissions=["reembed"])
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         ids = list(queryset.filter(status=Document.Status.FAILED).values_list("pk", flat=True))
         if not ids:
-            self.message_user(request, "None of the selected documents has failed.",
-                              messages.WARNING)
+            self.message_user(
+                request, "None of the selected documents has failed.", messages.WARNING
+            )
             return
         documents_reembed(document_ids=ids)
-        self.message_user(request, f"Queued {len(ids)} failed document(s) again.",
-                          messages.SUCCESS)
+        self.message_user(request, f"Queued {len(ids)} failed document(s) again.", messages.SUCCESS)
 
     def has_reembed_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("documents.reembed_document")

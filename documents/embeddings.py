@@ -98,9 +98,9 @@ class SentenceTransformerProvider(EmbeddingProvider):
         return np.asarray(vectors, dtype=np.float32)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        encoded = self._model.tokenizer(
-            list(texts), add_special_tokens=False, truncation=False
-        )["input_ids"]
+        encoded = self._model.tokenizer(list(texts), add_special_tokens=False, truncation=False)[
+            "input_ids"
+        ]
         return [len(ids) for ids in encoded]
 
 

@@ -167,9 +167,7 @@ class Document(TimestampedModel):
                 self.status = self.Status.PENDING
                 self.last_error = ""
             if (update_fields := kwargs.get("update_fields")) is not None:
-                kwargs["update_fields"] = {
-                    *update_fields, "content_hash", "status", "last_error"
-                }
+                kwargs["update_fields"] = {*update_fields, "content_hash", "status", "last_error"}
         super().save(*args, **kwargs)
 
     @property
@@ -191,9 +189,7 @@ class Chunk(TimestampedModel):
     class Meta:
         ordering = ["document_id", "position"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["document", "position"], name="chunk_unique_position"
-            ),
+            models.UniqueConstraint(fields=["document", "position"], name="chunk_unique_position"),
             models.CheckConstraint(
                 condition=Q(end_offset__gte=models.F("start_offset")),
                 name="chunk_offsets_ordered",

@@ -50,13 +50,24 @@ class ClusteringRunForm(forms.ModelForm):
 
     class Meta:
         model = ClusteringRun
-        fields = ["scope", "tag", "date_from", "date_to", "algorithm", "k", "k_min", "k_max",
-                  "min_cluster_size", "embedding_model"]
+        fields = [
+            "scope",
+            "tag",
+            "date_from",
+            "date_to",
+            "algorithm",
+            "k",
+            "k_min",
+            "k_max",
+            "min_cluster_size",
+            "embedding_model",
+        ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["embedding_model"].choices = [
-            ("", "The one model in scope"), *embedding_model_choices()
+            ("", "The one model in scope"),
+            *embedding_model_choices(),
         ]
 
     def clean(self) -> dict[str, Any]:
@@ -64,11 +75,11 @@ class ClusteringRunForm(forms.ModelForm):
         scope, algorithm = data.get("scope"), data.get("algorithm")
         if scope == ClusteringRun.Scope.TAG and not data.get("tag"):
             self.add_error("tag", "Give the tag whose documents to cluster.")
-        if scope == ClusteringRun.Scope.DATES and not (data.get("date_from")
-                                                       or data.get("date_to")):
+        if scope == ClusteringRun.Scope.DATES and not (
+            data.get("date_from") or data.get("date_to")
+        ):
             self.add_error("date_from", "Give at least one end of the date range.")
-        if (data.get("date_from") and data.get("date_to")
-                and data["date_from"] > data["date_to"]):
+        if data.get("date_from") and data.get("date_to") and data["date_from"] > data["date_to"]:
             self.add_error("date_to", "The range ends before it starts.")
         if algorithm == ClusteringRun.Algorithm.KMEANS and (data.get("k") or 0) < 2:
             self.add_error("k", "k-means needs k of at least 2.")
@@ -111,9 +122,18 @@ class ClusterListFilter(admin.SimpleListFilter):
 @admin.register(ClusteringRun)
 class ClusteringRunAdmin(admin.ModelAdmin):
     form = ClusteringRunForm
-    list_display = ["__str__", "algorithm", "status_badge", "progress_bar", "document_count",
-                    "skipped_count", "cluster_count", "silhouette_display", "created_by",
-                    "created_at"]
+    list_display = [
+        "__str__",
+        "algorithm",
+        "status_badge",
+        "progress_bar",
+        "document_count",
+        "skipped_count",
+        "cluster_count",
+        "silhouette_display",
+        "created_by",
+        "created_at",
+    ]
     list_filter = ["status", "algorithm", "scope"]
     list_select_related = ["created_by"]
     list_per_page = 50
@@ -147,17 +167,27 @@ class ClusteringRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, run: ClusteringRun) -> str:
-        colours = {"done": "#2e7d32", "failed": "#c62828", "running": "#1565c0",
-                   "queued": "#6d6d6d"}
-        return format_html('<span style="color:{}; font-weight:bold" title="{}">{}</span>',
-                           colours.get(run.status, "#000"), run.error or run.message,
-                           run.get_status_display())
+        colours = {
+            "done": "#2e7d32",
+            "failed": "#c62828",
+            "running": "#1565c0",
+            "queued": "#6d6d6d",
+        }
+        return format_html(
+            '<span style="color:{}; font-weight:bold" title="{}">{}</span>',
+            colours.get(run.status, "#000"),
+            run.error or run.message,
+            run.get_status_display(),
+        )
 
     @admin.display(description="Progress", ordering="progress")
     def progress_bar(self, run: ClusteringRun) -> str:
         return format_html(
             '<progress max="100" value="{}" title="{}">{}%</progress> {}%',
-            run.progress, run.message, run.progress, run.progress,
+            run.progress,
+            run.message,
+            run.progress,
+            run.progress,
         )
 
     @admin.display(description="Clusters", ordering="_clusters")
@@ -170,23 +200,29 @@ class ClusteringRunAdmin(admin.ModelAdmin):
             return self.get_empty_value_display()
         return f"{run.silhouette:.3f}"
 
-    def changelist_view(self, request: HttpRequest,
-                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra_context = {**(extra_context or {}),
-                         "duplicates_url": reverse("admin:search_clusteringrun_duplicates")}
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "duplicates_url": reverse("admin:search_clusteringrun_duplicates"),
+        }
         return super().changelist_view(request, extra_context)
 
     # --- Adding a run -----------------------------------------------------------
 
-    def save_model(self, request: HttpRequest, obj: ClusteringRun, form: ModelForm,
-                   change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: ClusteringRun, form: ModelForm, change: bool
+    ) -> None:
         obj.created_by = request.user  # type: ignore[assignment]
         clustering_run_queue(run=obj)
 
-    def response_add(self, request: HttpRequest, obj: ClusteringRun,
-                     post_url_continue: str | None = None) -> HttpResponse:
-        self.message_user(request, f"{obj} is queued; this page follows its progress.",
-                          messages.SUCCESS)
+    def response_add(
+        self, request: HttpRequest, obj: ClusteringRun, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        self.message_user(
+            request, f"{obj} is queued; this page follows its progress.", messages.SUCCESS
+        )
         return HttpResponseRedirect(reverse("admin:search_clusteringrun_change", args=[obj.pk]))
 
     # --- The report -------------------------------------------------------------
@@ -194,15 +230,22 @@ class ClusteringRunAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
-            path("duplicates/", view(self.duplicates_view),
-                 name="search_clusteringrun_duplicates"),
-            path("<int:object_id>/export.csv", view(self.export_view),
-                 name="search_clusteringrun_export"),
+            path("duplicates/", view(self.duplicates_view), name="search_clusteringrun_duplicates"),
+            path(
+                "<int:object_id>/export.csv",
+                view(self.export_view),
+                name="search_clusteringrun_export",
+            ),
             *super().get_urls(),
         ]
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
-                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         run = self._run(request, object_id)
         report = clustering_report(run=run, user=request.user)
         _link_clusters(report.clusters)
@@ -226,8 +269,9 @@ class ClusteringRunAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="clustering-{run.pk}.csv"'
         writer = csv.writer(response)
         writer.writerow(["document_id", "title", "cluster", "label", "distance_to_centroid"])
-        writer.writerows([_csv_safe(cell) for cell in row]
-                         for row in csv_rows(run=run, user=request.user))
+        writer.writerows(
+            [_csv_safe(cell) for cell in row] for row in csv_rows(run=run, user=request.user)
+        )
         return response
 
     def duplicates_view(self, request: HttpRequest) -> HttpResponse:
@@ -245,8 +289,10 @@ class ClusteringRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, self.duplicates_template, context)
 
     def _run(self, request: HttpRequest, object_id: str) -> ClusteringRun:
-        run = get_object_or_404(ClusteringRun.objects.select_related("created_by"),
-                                pk=object_id if object_id.isdigit() else -1)
+        run = get_object_or_404(
+            ClusteringRun.objects.select_related("created_by"),
+            pk=object_id if object_id.isdigit() else -1,
+        )
         if not self.has_view_permission(request, run):
             raise PermissionDenied
         return run

@@ -109,16 +109,16 @@ def kmeans(vectors: np.ndarray, k: int, *, seed: int = 0) -> ClusteringResult:
     _check_k(len(x), k)
     model: KMeans | MiniBatchKMeans
     if len(x) > MINIBATCH_ABOVE:
-        model = MiniBatchKMeans(n_clusters=k, n_init="auto", random_state=seed,
-                                batch_size=4096)
+        model = MiniBatchKMeans(n_clusters=k, n_init="auto", random_state=seed, batch_size=4096)
     else:
         model = KMeans(n_clusters=k, n_init="auto", random_state=seed)
     labels = model.fit_predict(x)
     return _finish(x, labels, seed=seed)
 
 
-def auto_kmeans(vectors: np.ndarray, *, k_min: int, k_max: int, seed: int = 0,
-                progress: Progress | None = None) -> ClusteringResult:
+def auto_kmeans(
+    vectors: np.ndarray, *, k_min: int, k_max: int, seed: int = 0, progress: Progress | None = None
+) -> ClusteringResult:
     """k-means for every k in ``[k_min, k_max]``; keep the best silhouette.
 
     Rousseeuw, "Silhouettes: a graphical aid to the interpretation and
@@ -144,8 +144,9 @@ def auto_kmeans(vectors: np.ndarray, *, k_min: int, k_max: int, seed: int = 0,
     return best
 
 
-def hdbscan(vectors: np.ndarray, *, min_cluster_size: int | None = None,
-            seed: int = 0) -> ClusteringResult:
+def hdbscan(
+    vectors: np.ndarray, *, min_cluster_size: int | None = None, seed: int = 0
+) -> ClusteringResult:
     """Density-based clusters; points in no dense region are ``NOISE``.
 
     Campello, Moulavi & Sander, "Density-Based Clustering Based on
@@ -165,9 +166,17 @@ def hdbscan(vectors: np.ndarray, *, min_cluster_size: int | None = None,
     return _finish(x, labels, seed=seed)
 
 
-def cluster_vectors(vectors: np.ndarray, *, algorithm: str, k: int | None = None,
-                    k_min: int = 2, k_max: int = 12, min_cluster_size: int | None = None,
-                    seed: int = 0, progress: Progress | None = None) -> ClusteringResult:
+def cluster_vectors(
+    vectors: np.ndarray,
+    *,
+    algorithm: str,
+    k: int | None = None,
+    k_min: int = 2,
+    k_max: int = 12,
+    min_cluster_size: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> ClusteringResult:
     """Dispatch on ``algorithm``: ``kmeans`` (fixed k), ``auto`` or ``hdbscan``."""
     match algorithm:
         case "kmeans":
@@ -175,8 +184,7 @@ def cluster_vectors(vectors: np.ndarray, *, algorithm: str, k: int | None = None
                 raise ValueError("k-means needs k")
             return kmeans(vectors, k, seed=seed)
         case "auto":
-            return auto_kmeans(vectors, k_min=k_min, k_max=k_max, seed=seed,
-                               progress=progress)
+            return auto_kmeans(vectors, k_min=k_min, k_max=k_max, seed=seed, progress=progress)
         case "hdbscan":
             return hdbscan(vectors, min_cluster_size=min_cluster_size, seed=seed)
         case _:
@@ -200,15 +208,20 @@ def _finish(x: np.ndarray, raw_labels: np.ndarray, *, seed: int) -> ClusteringRe
         labels[raw_labels == c] = number
     centroids = normalise(
         np.vstack([x[labels == c].mean(axis=0) for c in range(len(found))])
-        if found else np.zeros((0, x.shape[1]), dtype=np.float32)
+        if found
+        else np.zeros((0, x.shape[1]), dtype=np.float32)
     )
     distances = np.full(len(x), np.nan, dtype=np.float64)
     clustered = labels != NOISE
     if found:
         cosines = np.einsum("ij,ij->i", x[clustered], centroids[labels[clustered]])
         distances[clustered] = 1.0 - cosines
-    return ClusteringResult(labels=labels, centroids=centroids, distances=distances,
-                            silhouette=_silhouette(x[clustered], labels[clustered], seed=seed))
+    return ClusteringResult(
+        labels=labels,
+        centroids=centroids,
+        distances=distances,
+        silhouette=_silhouette(x[clustered], labels[clustered], seed=seed),
+    )
 
 
 def _silhouette(x: np.ndarray, labels: np.ndarray, *, seed: int) -> float | None:
@@ -216,12 +229,14 @@ def _silhouette(x: np.ndarray, labels: np.ndarray, *, seed: int) -> float | None
     if clusters < 2 or clusters >= len(x):
         return None
     sample = SILHOUETTE_SAMPLE if len(x) > SILHOUETTE_SAMPLE else None
-    return float(silhouette_score(x, labels, metric="cosine", sample_size=sample,
-                                  random_state=seed))
+    return float(
+        silhouette_score(x, labels, metric="cosine", sample_size=sample, random_state=seed)
+    )
 
 
-def project_2d(vectors: np.ndarray, centroids: np.ndarray | None = None, *,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def project_2d(
+    vectors: np.ndarray, centroids: np.ndarray | None = None, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
     """PCA to two dimensions: the map's (x, y) per row, and per centroid."""
     x = normalise(vectors)
     if len(x) < 2:
@@ -229,8 +244,7 @@ def project_2d(vectors: np.ndarray, centroids: np.ndarray | None = None, *,
         return points, (np.zeros((len(centroids), 2)) if centroids is not None else None)
     pca = PCA(n_components=2, random_state=seed).fit(x)
     points = pca.transform(x)
-    return points, (pca.transform(centroids) if centroids is not None and len(centroids)
-                    else None)
+    return points, (pca.transform(centroids) if centroids is not None and len(centroids) else None)
 
 
 # --- Labels: class-based TF-IDF ---------------------------------------------
@@ -245,10 +259,14 @@ def label_term(term: str) -> bool:
     return len(term) >= MIN_TERM_CHARS and not _NUMBERISH.match(term)
 
 
-def class_tfidf_terms(texts: Sequence[str], labels: Sequence[int] | np.ndarray, *,
-                      analyzer: Analyzer | None = None,
-                      batch_analyzer: BatchAnalyzer | None = None,
-                      top_n: int = 10) -> dict[int, list[tuple[str, float]]]:
+def class_tfidf_terms(
+    texts: Sequence[str],
+    labels: Sequence[int] | np.ndarray,
+    *,
+    analyzer: Analyzer | None = None,
+    batch_analyzer: BatchAnalyzer | None = None,
+    top_n: int = 10,
+) -> dict[int, list[tuple[str, float]]]:
     """The most distinctive terms of each cluster, by class-based TF-IDF.
 
     Each cluster's texts are one class document. For term t and class c:
@@ -269,8 +287,9 @@ def class_tfidf_terms(texts: Sequence[str], labels: Sequence[int] | np.ndarray, 
     rows: list[int] = []
     cols: list[int] = []
     row_of = {c: i for i, c in enumerate(classes)}
-    for terms_of_text, label in zip(_analyzed(texts, labels, analyzer, batch_analyzer),
-                                    labels[labels != NOISE], strict=True):
+    for terms_of_text, label in zip(
+        _analyzed(texts, labels, analyzer, batch_analyzer), labels[labels != NOISE], strict=True
+    ):
         for term in terms_of_text:
             if label_term(term):
                 rows.append(row_of[int(label)])
@@ -293,8 +312,12 @@ def class_tfidf_terms(texts: Sequence[str], labels: Sequence[int] | np.ndarray, 
     return result
 
 
-def _analyzed(texts: Sequence[str], labels: np.ndarray, analyzer: Analyzer | None,
-              batch_analyzer: BatchAnalyzer | None) -> Iterable[Iterable[str]]:
+def _analyzed(
+    texts: Sequence[str],
+    labels: np.ndarray,
+    analyzer: Analyzer | None,
+    batch_analyzer: BatchAnalyzer | None,
+) -> Iterable[Iterable[str]]:
     """The terms of each clustered text, in order."""
     kept = [text for text, label in zip(texts, labels, strict=True) if label != NOISE]
     if batch_analyzer is not None:
@@ -308,8 +331,9 @@ _WORD: Final = re.compile(r"[^\W\d_]+")
 _HANGUL: Final = re.compile(r"[\uac00-\ud7a3]")
 
 
-def surface_forms(terms: Iterable[str], texts: Iterable[str], *,
-                  analyzer: Analyzer) -> dict[str, str]:
+def surface_forms(
+    terms: Iterable[str], texts: Iterable[str], *, analyzer: Analyzer
+) -> dict[str, str]:
     """The word of ``texts`` each analysed term most often comes from.
 
     Stems read badly in a label ("payrol", "galaxi"); this maps each back
@@ -363,9 +387,13 @@ class Drift:
     previous_size: int
 
 
-def compare_memberships(previous: Mapping[int, int | None], current: Mapping[int, int | None],
-                        *, min_jaccard: float = 0.2,
-                        change: float = 0.2) -> list[Drift]:
+def compare_memberships(
+    previous: Mapping[int, int | None],
+    current: Mapping[int, int | None],
+    *,
+    min_jaccard: float = 0.2,
+    change: float = 0.2,
+) -> list[Drift]:
     """Match clusters of two runs and say how each changed.
 
     ``previous`` and ``current`` map document id to cluster number (None or
@@ -378,8 +406,12 @@ def compare_memberships(previous: Mapping[int, int | None], current: Mapping[int
     before = _members(previous)
     after = _members(current)
     pairs = sorted(
-        ((len(a & b) / len(a | b), cur, prev)
-         for cur, a in after.items() for prev, b in before.items() if a & b),
+        (
+            (len(a & b) / len(a | b), cur, prev)
+            for cur, a in after.items()
+            for prev, b in before.items()
+            if a & b
+        ),
         key=lambda p: (-p[0], p[1], p[2]),
     )
     matched_current: dict[int, tuple[int, float]] = {}
@@ -408,7 +440,8 @@ def compare_memberships(previous: Mapping[int, int | None], current: Mapping[int
         drifts.append(Drift(kind, cur, prev, jaccard, size, old))
     drifts.extend(
         Drift(DriftKind.VANISHED, None, prev, 0.0, 0, len(before[prev]))
-        for prev in sorted(before) if prev not in matched_previous
+        for prev in sorted(before)
+        if prev not in matched_previous
     )
     return drifts
 

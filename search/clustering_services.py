@@ -87,8 +87,13 @@ def clustering_run_execute(*, run_id: int) -> None:
     run = ClusteringRun.objects.filter(pk=run_id).first()
     if run is None or run.status == ClusteringRun.Status.DONE:
         return
-    _update(run_id, status=ClusteringRun.Status.RUNNING, progress=1, error="",
-            message="Reading embeddings")
+    _update(
+        run_id,
+        status=ClusteringRun.Status.RUNNING,
+        progress=1,
+        error="",
+        message="Reading embeddings",
+    )
     try:
         _execute(run)
     except ClusteringError as exc:
@@ -100,15 +105,22 @@ def clustering_run_execute(*, run_id: int) -> None:
 
 def _execute(run: ClusteringRun) -> None:
     inputs = clustering_inputs(run=run)
-    _update(run.pk, progress=10, document_count=len(inputs.document_ids),
-            skipped_count=inputs.skipped,
-            message=f"Clustering {len(inputs.document_ids)} documents")
+    _update(
+        run.pk,
+        progress=10,
+        document_count=len(inputs.document_ids),
+        skipped_count=inputs.skipped,
+        message=f"Clustering {len(inputs.document_ids)} documents",
+    )
     tried = max(1, (run.k_max or 0) - (run.k_min or 0) + 1)
     result = cluster_vectors(
-        inputs.vectors, algorithm=run.algorithm, k=run.k, k_min=run.k_min, k_max=run.k_max,
+        inputs.vectors,
+        algorithm=run.algorithm,
+        k=run.k,
+        k_min=run.k_min,
+        k_max=run.k_max,
         min_cluster_size=run.min_cluster_size,
-        progress=lambda step, note: _update(run.pk, progress=10 + 50 * step // tried,
-                                            message=note),
+        progress=lambda step, note: _update(run.pk, progress=10 + 50 * step // tried, message=note),
     )
     if result.k == 0:
         raise ClusteringError(
@@ -118,15 +130,17 @@ def _execute(run: ClusteringRun) -> None:
     _update(run.pk, progress=60, message="Projecting to 2-D")
     points, centre_points = project_2d(inputs.vectors, result.centroids)
     _update(run.pk, progress=70, message="Labelling clusters")
-    terms = class_tfidf_terms(inputs.texts, result.labels, batch_analyzer=_analyze_batched,
-                              top_n=TERMS_PER_CLUSTER)
+    terms = class_tfidf_terms(
+        inputs.texts, result.labels, batch_analyzer=_analyze_batched, top_n=TERMS_PER_CLUSTER
+    )
     terms = _readable(terms, inputs.texts, result)
     _update(run.pk, progress=90, message="Saving")
     _store(run, inputs, result, terms, points, centre_points)
 
 
-def _readable(terms: dict[int, list[tuple[str, float]]], texts: list[str],
-              result: ClusteringResult) -> dict[int, list[tuple[str, float]]]:
+def _readable(
+    terms: dict[int, list[tuple[str, float]]], texts: list[str], result: ClusteringResult
+) -> dict[int, list[tuple[str, float]]]:
     """Terms as words the documents use (stems back to their commonest word)."""
     from search.analysis import analyze
 
@@ -148,48 +162,68 @@ def _analyze_batched(texts: Sequence[str]) -> list[list[str]]:
     return terms
 
 
-def _store(run: ClusteringRun, inputs: ClusteringInputs, result: ClusteringResult,
-           terms: dict[int, list[tuple[str, float]]], points: np.ndarray,
-           centre_points: np.ndarray | None) -> None:
+def _store(
+    run: ClusteringRun,
+    inputs: ClusteringInputs,
+    result: ClusteringResult,
+    terms: dict[int, list[tuple[str, float]]],
+    points: np.ndarray,
+    centre_points: np.ndarray | None,
+) -> None:
     """Replace the run's clusters and memberships in one short transaction."""
     ids = inputs.document_ids
     representatives = result.representatives()
     with transaction.atomic():
         ClusterMembership.objects.filter(run_id=run.pk).delete()
         Cluster.objects.filter(run_id=run.pk).delete()
-        clusters = Cluster.objects.bulk_create([
-            Cluster(
-                run_id=run.pk, number=number, size=size, cohesion=cohesion,
-                label=label_from_terms(terms.get(number, []))[:200],
-                terms=[term for term, _ in terms.get(number, [])],
-                representatives=[ids[i] for i in representatives[number]],
-                x=_float(centre_points, number, 0), y=_float(centre_points, number, 1),
-            )
-            for number, (size, cohesion) in enumerate(
-                zip(result.sizes(), result.cohesion(), strict=True))
-        ])
+        clusters = Cluster.objects.bulk_create(
+            [
+                Cluster(
+                    run_id=run.pk,
+                    number=number,
+                    size=size,
+                    cohesion=cohesion,
+                    label=label_from_terms(terms.get(number, []))[:200],
+                    terms=[term for term, _ in terms.get(number, [])],
+                    representatives=[ids[i] for i in representatives[number]],
+                    x=_float(centre_points, number, 0),
+                    y=_float(centre_points, number, 1),
+                )
+                for number, (size, cohesion) in enumerate(
+                    zip(result.sizes(), result.cohesion(), strict=True)
+                )
+            ]
+        )
         by_number = {cluster.number: cluster.pk for cluster in clusters}
         # Documents deleted while the run computed are left out.
         existing = set(Document.objects.filter(pk__in=ids).values_list("pk", flat=True))
         ClusterMembership.objects.bulk_create(
             [
                 ClusterMembership(
-                    run_id=run.pk, document_id=doc_id,
+                    run_id=run.pk,
+                    document_id=doc_id,
                     cluster_id=by_number.get(int(label)) if label != NOISE else None,
                     distance_to_centroid=None if np.isnan(dist) else float(dist),
-                    x=float(point[0]), y=float(point[1]),
+                    x=float(point[0]),
+                    y=float(point[1]),
                 )
                 for doc_id, label, dist, point in zip(
-                    ids, result.labels, result.distances, points, strict=True)
+                    ids, result.labels, result.distances, points, strict=True
+                )
                 if doc_id in existing
             ],
             batch_size=2000,
         )
-        _update(run.pk, status=ClusteringRun.Status.DONE, progress=100,
-                silhouette=result.silhouette,
-                silhouette_by_k={str(k): round(v, 4) for k, v in result.silhouettes.items()},
-                projection_computed=True, finished_at=timezone.now(),
-                message=_summary(inputs, result))
+        _update(
+            run.pk,
+            status=ClusteringRun.Status.DONE,
+            progress=100,
+            silhouette=result.silhouette,
+            silhouette_by_k={str(k): round(v, 4) for k, v in result.silhouettes.items()},
+            projection_computed=True,
+            finished_at=timezone.now(),
+            message=_summary(inputs, result),
+        )
 
 
 def _float(array: np.ndarray | None, row: int, column: int) -> float | None:
@@ -198,7 +232,7 @@ def _float(array: np.ndarray | None, row: int, column: int) -> float | None:
 
 def _summary(inputs: ClusteringInputs, result: ClusteringResult) -> str:
     parts = [f"{result.k} clusters of {len(inputs.document_ids)} documents."]
-    if (noise := int(np.count_nonzero(result.labels == NOISE))):
+    if noise := int(np.count_nonzero(result.labels == NOISE)):
         parts.append(f"{noise} outliers belong to no cluster.")
     parts.extend(inputs.notes)
     return " ".join(parts)
@@ -210,8 +244,13 @@ def _update(run_id: int, **fields: Any) -> None:
 
 
 def _fail(run_id: int, error: str) -> None:
-    _update(run_id, status=ClusteringRun.Status.FAILED, error=error[:2000],
-            message="", finished_at=timezone.now())
+    _update(
+        run_id,
+        status=ClusteringRun.Status.FAILED,
+        error=error[:2000],
+        message="",
+        finished_at=timezone.now(),
+    )
 
 
 # --- Selectors: input -----------------------------------------------------------
@@ -252,8 +291,11 @@ def clustering_inputs(*, run: ClusteringRun) -> ClusteringInputs:
     rows = list(
         scope.filter(embedding_model=model, embedding__isnull=False)
         .order_by("pk")
-        .values_list("pk", Left(Concat("title", Value("\n"), "text", output_field=TextField()),
-                                LABEL_TEXT_CHARS), "embedding")
+        .values_list(
+            "pk",
+            Left(Concat("title", Value("\n"), "text", output_field=TextField()), LABEL_TEXT_CHARS),
+            "embedding",
+        )
     )
     _check_size(run, len(rows))
     try:
@@ -262,17 +304,23 @@ def clustering_inputs(*, run: ClusteringRun) -> ClusteringInputs:
         raise ClusteringError(
             f"Embeddings of model {model} have different sizes; re-embed the documents."
         ) from None
-    return ClusteringInputs(document_ids=[row[0] for row in rows],
-                            texts=[row[1] for row in rows], vectors=vectors, model=model,
-                            skipped=skipped, notes=notes)
+    return ClusteringInputs(
+        document_ids=[row[0] for row in rows],
+        texts=[row[1] for row in rows],
+        vectors=vectors,
+        model=model,
+        skipped=skipped,
+        notes=notes,
+    )
 
 
 def _choose_model(run: ClusteringRun, scope: QuerySet[Document]) -> tuple[str, int, list[str]]:
     """The embedding model to cluster, documents without an embedding, notes."""
     counts = {
         row["embedding_model"]: (row["total"], row["embedded"])
-        for row in scope.order_by().values("embedding_model").annotate(
-            total=Count("pk"), embedded=Count("pk", filter=Q(embedding__isnull=False)))
+        for row in scope.order_by()
+        .values("embedding_model")
+        .annotate(total=Count("pk"), embedded=Count("pk", filter=Q(embedding__isnull=False)))
     }
     total = sum(t for t, _ in counts.values())
     embedded = {m: e for m, (_, e) in counts.items() if e}
@@ -313,8 +361,10 @@ def _check_size(run: ClusteringRun, n: int) -> None:
     }[ClusteringRun.Algorithm(run.algorithm)]
     if n < wanted:
         asked = (
-            f"{run.k} clusters" if run.algorithm == ClusteringRun.Algorithm.KMEANS
-            else f"k from {run.k_min}" if run.algorithm == ClusteringRun.Algorithm.AUTO
+            f"{run.k} clusters"
+            if run.algorithm == ClusteringRun.Algorithm.KMEANS
+            else f"k from {run.k_min}"
+            if run.algorithm == ClusteringRun.Algorithm.AUTO
             else "clustering"
         )
         raise ClusteringError(
@@ -334,8 +384,18 @@ MAP_POINTS: Final = 4000
 #: Outliers listed at most.
 OUTLIERS_LISTED: Final = 200
 PALETTE: Final = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-    "#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939", "#843c39",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#393b79",
+    "#637939",
+    "#843c39",
 )
 NOISE_COLOUR: Final = "#9e9e9e"
 
@@ -400,16 +460,25 @@ def visible_memberships(*, run: ClusteringRun, user: User) -> list[tuple[Any, ..
             run=run, document__in=Document.objects.visible_to(user).values("pk")
         )
         .order_by("cluster__number", "distance_to_centroid", "document_id")
-        .values_list("document_id", "document__title", "cluster__number", "cluster__label",
-                     "distance_to_centroid", "x", "y")
+        .values_list(
+            "document_id",
+            "document__title",
+            "cluster__number",
+            "cluster__label",
+            "distance_to_centroid",
+            "x",
+            "y",
+        )
     )
 
 
 def clustering_report(*, run: ClusteringRun, user: User) -> ClusteringReport:
     """What the report page shows ``user``: only documents they may see."""
     labels = shown_labels(run=run, user=user)
-    rows = [(*row[:3], labels.get(row[2], ""), *row[4:])
-            for row in visible_memberships(run=run, user=user)]
+    rows = [
+        (*row[:3], labels.get(row[2], ""), *row[4:])
+        for row in visible_memberships(run=run, user=user)
+    ]
     titles = {row[0]: row[1] for row in rows}
     clusters = list(run.clusters.order_by("number"))
     members: dict[int | None, list[int]] = {}
@@ -418,18 +487,26 @@ def clustering_report(*, run: ClusteringRun, user: User) -> ClusteringReport:
     largest = max((c.size for c in clusters), default=1) or 1
     views = [
         ClusterView(
-            cluster=c, colour=cluster_colour(c.number), visible_ids=members.get(c.number, []),
-            representatives=[ReportDocument(i, titles[i]) for i in c.representatives
-                             if i in titles],
-            label=labels.get(c.number, ""), terms=c.terms if labels.get(c.number) else [],
+            cluster=c,
+            colour=cluster_colour(c.number),
+            visible_ids=members.get(c.number, []),
+            representatives=[
+                ReportDocument(i, titles[i]) for i in c.representatives if i in titles
+            ],
+            label=labels.get(c.number, ""),
+            terms=c.terms if labels.get(c.number) else [],
             bar_width=c.size / largest,
         )
         for c in clusters
     ]
     outliers = [ReportDocument(i, titles[i]) for i in members.get(None, [])]
     report = ClusteringReport(
-        run=run, clusters=views, outliers=outliers[:OUTLIERS_LISTED],
-        outlier_count=len(outliers), points=_map_points(rows), visible_count=len(rows),
+        run=run,
+        clusters=views,
+        outliers=outliers[:OUTLIERS_LISTED],
+        outlier_count=len(outliers),
+        points=_map_points(rows),
+        visible_count=len(rows),
     )
     report.previous_run, report.drift = _drift(run, labels, user)
     return report
@@ -461,9 +538,13 @@ def _map_points(rows: list[tuple[Any, ...]]) -> list[MapPoint]:
     sx = _scale(xs, MAP_WIDTH)
     sy = MAP_HEIGHT - _scale(ys, MAP_HEIGHT)
     return [
-        MapPoint(x=round(float(px), 1), y=round(float(py), 1), colour=cluster_colour(row[2]),
-                 title=row[1],
-                 label="outlier" if row[2] is None else row[3] or f"cluster {row[2]}")
+        MapPoint(
+            x=round(float(px), 1),
+            y=round(float(py), 1),
+            colour=cluster_colour(row[2]),
+            title=row[1],
+            label="outlier" if row[2] is None else row[3] or f"cluster {row[2]}",
+        )
         for row, px, py in zip(placed, sx, sy, strict=True)
     ]
 
@@ -478,8 +559,12 @@ def previous_run(run: ClusteringRun) -> ClusteringRun | None:
     """The latest finished run of the same scope before ``run``."""
     return (
         ClusteringRun.objects.filter(
-            status=ClusteringRun.Status.DONE, scope=run.scope, tag=run.tag,
-            date_from=run.date_from, date_to=run.date_to, created_at__lt=run.created_at,
+            status=ClusteringRun.Status.DONE,
+            scope=run.scope,
+            tag=run.tag,
+            date_from=run.date_from,
+            date_to=run.date_to,
+            created_at__lt=run.created_at,
         )
         .exclude(pk=run.pk)
         .order_by("-created_at", "-pk")
@@ -487,16 +572,19 @@ def previous_run(run: ClusteringRun) -> ClusteringRun | None:
     )
 
 
-def _drift(run: ClusteringRun, labels_now: dict[int, str],
-           user: User) -> tuple[ClusteringRun | None, list[DriftRow]]:
+def _drift(
+    run: ClusteringRun, labels_now: dict[int, str], user: User
+) -> tuple[ClusteringRun | None, list[DriftRow]]:
     if run.status != ClusteringRun.Status.DONE or (before := previous_run(run)) is None:
         return None, []
     labels_before = shown_labels(run=before, user=user)
     drifts = compare_memberships(_assignment(before), _assignment(run))
     return before, [
-        DriftRow(drift=d, current_label=labels_now.get(d.current, "") if d.current is not None
-                 else "", previous_label=labels_before.get(d.previous, "")
-                 if d.previous is not None else "")
+        DriftRow(
+            drift=d,
+            current_label=labels_now.get(d.current, "") if d.current is not None else "",
+            previous_label=labels_before.get(d.previous, "") if d.previous is not None else "",
+        )
         for d in drifts
     ]
 
@@ -509,8 +597,13 @@ def csv_rows(*, run: ClusteringRun, user: User) -> list[list[object]]:
     """CSV export rows for ``user``: id, title, cluster, label, distance."""
     labels = shown_labels(run=run, user=user)
     return [
-        [doc_id, title, "" if number is None else number, labels.get(number, ""),
-         "" if distance is None else f"{distance:.4f}"]
+        [
+            doc_id,
+            title,
+            "" if number is None else number,
+            labels.get(number, ""),
+            "" if distance is None else f"{distance:.4f}",
+        ]
         for doc_id, title, number, _, distance, _, _ in visible_memberships(run=run, user=user)
     ]
 
@@ -518,8 +611,10 @@ def csv_rows(*, run: ClusteringRun, user: User) -> list[list[object]]:
 def embedding_model_choices() -> list[tuple[str, str]]:
     """Embedding models present in the collection, with document counts."""
     rows = (
-        Document.objects.exclude(embedding_model="").order_by("embedding_model")
-        .values("embedding_model").annotate(n=Count("pk"))
+        Document.objects.exclude(embedding_model="")
+        .order_by("embedding_model")
+        .values("embedding_model")
+        .annotate(n=Count("pk"))
     )
     return [(r["embedding_model"], f"{r['embedding_model']} ({r['n']} documents)") for r in rows]
 
@@ -539,8 +634,9 @@ class DuplicatePair:
     model: str
 
 
-def near_duplicate_pairs(*, user: User, threshold: float = 0.95,
-                         limit: int = 200) -> list[DuplicatePair]:
+def near_duplicate_pairs(
+    *, user: User, threshold: float = 0.95, limit: int = 200
+) -> list[DuplicatePair]:
     """Pairs of documents ``user`` may see whose embeddings are nearly equal.
 
     For each visible document its nearest neighbours come from the document
@@ -549,13 +645,17 @@ def near_duplicate_pairs(*, user: User, threshold: float = 0.95,
     """
     visible = Document.objects.visible_to(user)
     groups = (
-        visible.filter(embedding__isnull=False).exclude(embedding_model="")
-        .order_by().values_list("embedding_model", _dims()).distinct()
+        visible.filter(embedding__isnull=False)
+        .exclude(embedding_model="")
+        .order_by()
+        .values_list("embedding_model", _dims())
+        .distinct()
     )
     pairs: list[DuplicatePair] = []
     for model, dims in groups:
-        pairs.extend(_duplicates_of(visible, model=model, dims=int(dims), threshold=threshold,
-                                    limit=limit))
+        pairs.extend(
+            _duplicates_of(visible, model=model, dims=int(dims), threshold=threshold, limit=limit)
+        )
     pairs.sort(key=lambda p: (-p.similarity, p.first.document_id, p.second.document_id))
     return pairs[:limit]
 
@@ -564,8 +664,9 @@ def _dims() -> Func:
     return Func("embedding", function="vector_dims", output_field=IntegerField())
 
 
-def _duplicates_of(visible: QuerySet[Document], *, model: str, dims: int, threshold: float,
-                   limit: int) -> list[DuplicatePair]:
+def _duplicates_of(
+    visible: QuerySet[Document], *, model: str, dims: int, threshold: float, limit: int
+) -> list[DuplicatePair]:
     d = int(dims)
     base_sql, params = base_cte(visible)
     # The neighbour scan gets its own copy of the visible set: a CTE used
@@ -603,8 +704,11 @@ def _duplicates_of(visible: QuerySet[Document], *, model: str, dims: int, thresh
         cursor.execute(sql, [*params, model, model, threshold, limit])
         rows = cursor.fetchall()
     return [
-        DuplicatePair(first=ReportDocument(lo, t1), second=ReportDocument(hi, t2),
-                      similarity=float(sim), model=model)
+        DuplicatePair(
+            first=ReportDocument(lo, t1),
+            second=ReportDocument(hi, t2),
+            similarity=float(sim),
+            model=model,
+        )
         for lo, t1, hi, t2, sim in rows
     ]
-

@@ -32,8 +32,11 @@ class BeirDataset:
 def load_beir(path: Path, *, split: str = "test") -> BeirDataset:
     """Read corpus.jsonl, queries.jsonl and qrels/<split>.tsv."""
     path = path.resolve()
-    missing = [name for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv")
-               if not (path / name).is_file()]
+    missing = [
+        name
+        for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv")
+        if not (path / name).is_file()
+    ]
     if missing:
         raise FileNotFoundError(f"{path} is not a BEIR folder: missing {', '.join(missing)}")
     corpus = {}
@@ -46,8 +49,11 @@ def load_beir(path: Path, *, split: str = "test") -> BeirDataset:
             if len(parts) < 3 or parts[0] in ("query-id", "query_id"):
                 continue
             qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    queries = {str(row["_id"]): str(row["text"]) for row in _jsonl(path / "queries.jsonl")
-               if str(row["_id"]) in qrels}
+    queries = {
+        str(row["_id"]): str(row["text"])
+        for row in _jsonl(path / "queries.jsonl")
+        if str(row["_id"]) in qrels
+    }
     return BeirDataset(name=path.name, corpus=corpus, queries=queries, qrels=qrels)
 
 
@@ -64,8 +70,9 @@ def evaluation_database_name(dataset: str, provider: str) -> str:
     return f"{base}_eval_{slug}"[:63]
 
 
-def index_dataset(dataset: BeirDataset, *, rebuild: bool,
-                  progress: Callable[[int, int], None] | None = None) -> int:
+def index_dataset(
+    dataset: BeirDataset, *, rebuild: bool, progress: Callable[[int, int], None] | None = None
+) -> int:
     """Load the corpus as documents and index it; reuse a complete index."""
     from documents.embeddings import get_embedder
     from documents.models import Document, content_hash_of
@@ -76,16 +83,21 @@ def index_dataset(dataset: BeirDataset, *, rebuild: bool,
         Document.objects.all().delete()
     existing = set(Document.objects.values_list("source_path", flat=True))
     new = [
-        Document(title=title[:500], text=text, source_path=f"beir:{doc_id}",
-                 content_hash=content_hash_of(title[:500], text),
-                 source_type=Document.SourceType.TEXT)
+        Document(
+            title=title[:500],
+            text=text,
+            source_path=f"beir:{doc_id}",
+            content_hash=content_hash_of(title[:500], text),
+            source_type=Document.SourceType.TEXT,
+        )
         for doc_id, (title, text) in dataset.corpus.items()
         if f"beir:{doc_id}" not in existing
     ]
     Document.objects.bulk_create(new, batch_size=1000)
     todo = list(
         Document.objects.exclude(status=Document.Status.READY, embedding_model=model)
-        .order_by("pk").values_list("pk", flat=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     batch = 64
     for start in range(0, len(todo), batch):
@@ -95,8 +107,9 @@ def index_dataset(dataset: BeirDataset, *, rebuild: bool,
     return len(todo)
 
 
-def run_queries(dataset: BeirDataset, *, mode: str, user: Any, k: int = 100,
-                limit: int | None = None) -> dict[str, dict[str, float]]:
+def run_queries(
+    dataset: BeirDataset, *, mode: str, user: Any, k: int = 100, limit: int | None = None
+) -> dict[str, dict[str, float]]:
     """Rank the corpus for every test query; return a TREC run."""
     from documents.models import Document
     from search.selectors import search_hits
@@ -115,8 +128,9 @@ def run_queries(dataset: BeirDataset, *, mode: str, user: Any, k: int = 100,
     return run
 
 
-def score_run(run: dict[str, dict[str, float]],
-              qrels: dict[str, dict[str, int]]) -> dict[str, float]:
+def score_run(
+    run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]
+) -> dict[str, float]:
     """nDCG@10, Recall@100 and MRR@10 averaged over the queries run."""
     import pytrec_eval
 

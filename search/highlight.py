@@ -38,11 +38,13 @@ def _hit_spans(text: str, terms: Iterable[str]) -> list[tuple[int, int]]:
     # "polici"); a Korean word can only yield a morpheme it contains, so only
     # such words go through Kiwi, the slow part.
     distinct = [
-        word for word in dict.fromkeys(m.group() for m in words)
+        word
+        for word in dict.fromkeys(m.group() for m in words)
         if _HANGUL.search(word) is None or any(t in word.lower() for t in wanted)
     ]
     hits = {
-        word for word, word_terms in zip(distinct, analyze_many(distinct), strict=True)
+        word
+        for word, word_terms in zip(distinct, analyze_many(distinct), strict=True)
         if wanted.intersection(word_terms)
     }
     return [m.span() for m in words if m.group() in hits]
@@ -58,7 +60,9 @@ def highlight(text: str, terms: Iterable[str], *, max_chars: int = SNIPPET_CHARS
         while 0 < start < len(text) and text[start - 1].isalnum():
             start -= 1
     end = min(len(text), start + max_chars)
-    while end < len(text) and end > start and text[end - 1].isalnum() and end - start < max_chars + 20:
+    while (
+        end < len(text) and end > start and text[end - 1].isalnum() and end - start < max_chars + 20
+    ):
         end += 1
     pieces: list[str] = ["… " if start > 0 else ""]
     cursor = start

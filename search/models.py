@@ -28,7 +28,10 @@ class SearchQueryLog(models.Model):
 
 class SearchResultClick(models.Model):
     search = models.ForeignKey(
-        SearchQueryLog, null=True, blank=True, on_delete=models.SET_NULL,
+        SearchQueryLog,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="clicks",
     )
     user = models.ForeignKey(
@@ -78,20 +81,20 @@ class ClusteringRun(models.Model):
     tag = models.CharField(max_length=64, blank=True)
     date_from = models.DateField(null=True, blank=True, help_text="Added on or after.")
     date_to = models.DateField(null=True, blank=True, help_text="Added on or before.")
-    algorithm = models.CharField(
-        max_length=10, choices=Algorithm.choices, default=Algorithm.AUTO
-    )
+    algorithm = models.CharField(max_length=10, choices=Algorithm.choices, default=Algorithm.AUTO)
     k = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Number of clusters (k-means)."
     )
     k_min = models.PositiveSmallIntegerField(default=2, help_text="Smallest k tried (auto).")
     k_max = models.PositiveSmallIntegerField(default=12, help_text="Largest k tried (auto).")
     min_cluster_size = models.PositiveIntegerField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="HDBSCAN: smallest cluster (empty: 1% of the documents, at least 5).",
     )
     embedding_model = models.CharField(
-        max_length=200, blank=True,
+        max_length=200,
+        blank=True,
         help_text="Cluster only documents embedded by this model (empty: the one model in scope).",
     )
     status = models.CharField(
@@ -109,7 +112,10 @@ class ClusteringRun(models.Model):
     silhouette_by_k = models.JSONField(default=dict, blank=True)
     projection_computed = models.BooleanField(default=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -112,19 +112,20 @@ def related_documents(
     if (source := _source(visible, document.pk)) is None:
         return []
     candidates = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT) + MAX_DUPLICATES
-    rows, scanned = _rank(source, visible, method=method, k=k, candidates=candidates,
-                          exact=False)
+    rows, scanned = _rank(source, visible, method=method, k=k, candidates=candidates, exact=False)
     if len(rows) < k and scanned < candidates:
         # The index scan gives up after hnsw.max_scan_tuples; when the user
         # sees few documents that can be before enough were found. An exact
         # scan over the documents left never misses.
-        rows, _ = _rank(source, visible, method=method, k=k, candidates=candidates,
-                        exact=True)
+        rows, _ = _rank(source, visible, method=method, k=k, candidates=candidates, exact=True)
     return [
         RelatedDocument(
-            document_id=int(doc_id), title=title, score=float(score),
+            document_id=int(doc_id),
+            title=title,
+            score=float(score),
             possible_duplicate=bool(duplicate),
-            source_passage=_passage(source_text), related_passage=_passage(related_text),
+            source_passage=_passage(source_text),
+            related_passage=_passage(related_text),
             method=method.value,
         )
         for doc_id, title, score, duplicate, source_text, related_text, _ in rows
@@ -142,8 +143,7 @@ def _source(visible: QuerySet[Document], document_id: int) -> _Source | None:
         return None
     vector = np.asarray(row[0], dtype=np.float64)
     literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-    return _Source(document_id=document_id, literal=literal, dimensions=int(row[1]),
-                   model=row[2])
+    return _Source(document_id=document_id, literal=literal, dimensions=int(row[1]), model=row[2])
 
 
 def _passage(text: str | None) -> str:
@@ -157,11 +157,19 @@ _SCORES: Final = {
 }
 
 
-def _rank(source: _Source, visible: QuerySet[Document], *, method: RelatedMethod, k: int, candidates: int,
-          exact: bool) -> tuple[list[tuple[Any, ...]], int]:
+def _rank(
+    source: _Source,
+    visible: QuerySet[Document],
+    *,
+    method: RelatedMethod,
+    k: int,
+    candidates: int,
+    exact: bool,
+) -> tuple[list[tuple[Any, ...]], int]:
     """Run the related-documents statement; rows and the document-leg count."""
-    sql, params = _statement(source, visible, method=method, k=k, candidates=candidates,
-                             exact=exact)
+    sql, params = _statement(
+        source, visible, method=method, k=k, candidates=candidates, exact=exact
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         set_hnsw_options(cursor)
         cursor.execute(sql, params)
@@ -169,8 +177,15 @@ def _rank(source: _Source, visible: QuerySet[Document], *, method: RelatedMethod
     return rows, (int(rows[0][6]) if rows else 0)
 
 
-def _statement(source: _Source, visible: QuerySet[Document], *, method: RelatedMethod, k: int,
-               candidates: int, exact: bool) -> tuple[str, list[object]]:
+def _statement(
+    source: _Source,
+    visible: QuerySet[Document],
+    *,
+    method: RelatedMethod,
+    k: int,
+    candidates: int,
+    exact: bool,
+) -> tuple[str, list[object]]:
     """The SQL and its parameters, in text order.
 
     ``doc_nn``: nearest documents by the document HNSW index. ``chunk_nn``
@@ -206,8 +221,15 @@ def _statement(source: _Source, visible: QuerySet[Document], *, method: RelatedM
     params += [source.model, source.document_id, source.literal, candidates]
     if chunk_leg:
         params += [source.model, source.document_id, candidates, candidates]
-    params += [source.model, source.literal, DUPLICATE_THRESHOLD, DUPLICATE_THRESHOLD, k,
-               MAX_DUPLICATES, k]
+    params += [
+        source.model,
+        source.literal,
+        DUPLICATE_THRESHOLD,
+        DUPLICATE_THRESHOLD,
+        k,
+        MAX_DUPLICATES,
+        k,
+    ]
     sql = f"""
     WITH {base_sql},
     src AS MATERIALIZED (
@@ -254,4 +276,3 @@ def _statement(source: _Source, visible: QuerySet[Document], *, method: RelatedM
     ORDER BY k.score DESC, k.document_id
     LIMIT %s"""
     return sql, params
-

@@ -64,8 +64,14 @@ def visible_documents(user: User | None, filters: SearchFilters) -> QuerySet[Doc
     return filters.apply(Document.objects.visible_to(user))
 
 
-def search_hits(*, query: str | ParsedQuery, mode: SearchMode | str, user: User | None,
-                filters: SearchFilters | None = None, limit: int = 10) -> list[SearchHit]:
+def search_hits(
+    *,
+    query: str | ParsedQuery,
+    mode: SearchMode | str,
+    user: User | None,
+    filters: SearchFilters | None = None,
+    limit: int = 10,
+) -> list[SearchHit]:
     """Ranked hits only (no snippets): what evaluation and the API's k use."""
     parsed = query if isinstance(query, ParsedQuery) else parse_query(query)
     if parsed.is_empty:
@@ -74,9 +80,16 @@ def search_hits(*, query: str | ParsedQuery, mode: SearchMode | str, user: User 
     return get_search_backend(mode).search(parsed, queryset=queryset, limit=limit).hits
 
 
-def search_documents(*, query: str, mode: SearchMode | str, user: User | None,
-                     filters: SearchFilters | None = None, page: int = 1,
-                     page_size: int | None = None, sort: str = "relevance") -> SearchPage:
+def search_documents(
+    *,
+    query: str,
+    mode: SearchMode | str,
+    user: User | None,
+    filters: SearchFilters | None = None,
+    page: int = 1,
+    page_size: int | None = None,
+    sort: str = "relevance",
+) -> SearchPage:
     """Search, then load the page's documents with highlighted passages."""
     started = time.perf_counter()
     mode = SearchMode(mode)
@@ -84,8 +97,7 @@ def search_documents(*, query: str, mode: SearchMode | str, user: User | None,
     page_size = page_size or settings.SEARCH_RESULTS_PER_PAGE
     page = max(1, page)
     parsed = parse_query(query)
-    result = SearchPage(query=parsed.text, mode=mode, parsed=parsed, page=page,
-                        page_size=page_size)
+    result = SearchPage(query=parsed.text, mode=mode, parsed=parsed, page=page, page_size=page_size)
     if parsed.truncated:
         result.notes.append("Your query was cut to its first 1,000 characters.")
     if parsed.is_empty:
@@ -101,8 +113,11 @@ def search_documents(*, query: str, mode: SearchMode | str, user: User | None,
     hits = ranked.hits
     result.total = max(ranked.total, len(hits))
     if sort == "date":
-        dates = dict(Document.objects.filter(pk__in=[h.document_id for h in hits])
-                     .values_list("pk", "updated_at"))
+        dates = dict(
+            Document.objects.filter(pk__in=[h.document_id for h in hits]).values_list(
+                "pk", "updated_at"
+            )
+        )
         hits = sorted(hits, key=lambda h: dates.get(h.document_id) or 0, reverse=True)
     offset = (page - 1) * page_size
     result.has_next = len(hits) > offset + page_size
@@ -119,8 +134,10 @@ def _load_items(hits: list[SearchHit], parsed: ParsedQuery) -> list[ResultItem]:
         return []
     ids = [hit.document_id for hit in hits]
     documents = {
-        d.pk: d for d in Document.objects.filter(pk__in=ids)
-        .defer("text", "embedding").annotate(head=Substr("text", 1, 1500))
+        d.pk: d
+        for d in Document.objects.filter(pk__in=ids)
+        .defer("text", "embedding")
+        .annotate(head=Substr("text", 1, 1500))
         .select_related("owner")
     }
     keyword_passages = _keyword_passages(ids, parsed.terms)
@@ -137,12 +154,20 @@ def _load_items(hits: list[SearchHit], parsed: ParsedQuery) -> list[ResultItem]:
             text, more = semantic_passages[hit.chunk_id], hit.chunk_matches - 1
         else:
             text, more = document.head, 0  # type: ignore[attr-defined]
-        items.append(ResultItem(document=document, hit=hit,
-                                snippet=highlight(text, parsed.terms), more_matches=max(more, 0)))
+        items.append(
+            ResultItem(
+                document=document,
+                hit=hit,
+                snippet=highlight(text, parsed.terms),
+                more_matches=max(more, 0),
+            )
+        )
     return items
 
 
-def _keyword_passages(document_ids: list[int], terms: tuple[str, ...]) -> dict[int, tuple[str, int]]:
+def _keyword_passages(
+    document_ids: list[int], terms: tuple[str, ...]
+) -> dict[int, tuple[str, int]]:
     """Per document, its best keyword-matching chunk and how many chunks match."""
     if not terms:
         return {}
@@ -169,7 +194,9 @@ def _chunk_texts(chunk_ids: list[int]) -> dict[int, str]:
         return dict(cursor.fetchall())
 
 
-def title_suggestions(text: str, *, queryset: QuerySet[Document], limit: int = 5) -> list[Suggestion]:
+def title_suggestions(
+    text: str, *, queryset: QuerySet[Document], limit: int = 5
+) -> list[Suggestion]:
     """Visible titles spelled like the query (pg_trgm), for an empty result."""
     if not text.strip():
         return []
@@ -186,15 +213,19 @@ def title_suggestions(text: str, *, queryset: QuerySet[Document], limit: int = 5
             """,
             [*params, text, text, limit],
         )
-        return [Suggestion(document_id=i, title=t, similarity=float(s))
-                for i, t, s in cursor.fetchall()]
+        return [
+            Suggestion(document_id=i, title=t, similarity=float(s)) for i, t, s in cursor.fetchall()
+        ]
 
 
 def document_detail(*, user: User | None, document_id: int) -> Document | None:
     """A document the user may see, or None (shown as 404: no existence leak)."""
     return (
-        Document.objects.visible_to(user).select_related("owner")
-        .prefetch_related("groups").filter(pk=document_id).first()
+        Document.objects.visible_to(user)
+        .select_related("owner")
+        .prefetch_related("groups")
+        .filter(pk=document_id)
+        .first()
     )
 
 

@@ -13,11 +13,10 @@ from pgvector.django import VectorExtension
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -25,87 +24,204 @@ class Migration(migrations.Migration):
         VectorExtension(),
         TrigramExtension(),
         migrations.CreateModel(
-            name='Document',
+            name="Document",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('title', models.CharField(max_length=500)),
-                ('text', models.TextField(blank=True)),
-                ('file', models.FileField(blank=True, max_length=500, upload_to='documents/%Y/%m/')),
-                ('original_filename', models.CharField(blank=True, max_length=500)),
-                ('source_path', models.CharField(blank=True, db_index=True, max_length=1000)),
-                ('file_hash', models.CharField(blank=True, max_length=64)),
-                ('source_type', models.CharField(choices=[('txt', 'Plain text'), ('md', 'Markdown'), ('html', 'HTML'), ('pdf', 'PDF'), ('docx', 'Word (DOCX)'), ('manual', 'Typed in')], default='manual', max_length=10)),
-                ('language', models.CharField(blank=True, choices=[('ko', 'Korean'), ('en', 'English'), ('mixed', 'Korean and English')], max_length=5)),
-                ('tags', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=64), blank=True, default=list, size=None)),
-                ('content_hash', models.CharField(editable=False, max_length=64)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('processing', 'Processing'), ('ready', 'Ready'), ('failed', 'Failed')], db_index=True, default='pending', max_length=12)),
-                ('last_error', models.TextField(blank=True)),
-                ('embedding_model', models.CharField(blank=True, max_length=200)),
-                ('embedded_hash', models.CharField(blank=True, max_length=64)),
-                ('embedded_at', models.DateTimeField(blank=True, null=True)),
-                ('embedding', pgvector.django.vector.VectorField(blank=True, null=True)),
-                ('term_count', models.FloatField(default=0)),
-                ('groups', models.ManyToManyField(blank=True, help_text='Only members of these groups may see the document. Leave empty to show it to all staff.', related_name='documents', to='auth.group')),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='documents', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("title", models.CharField(max_length=500)),
+                ("text", models.TextField(blank=True)),
+                (
+                    "file",
+                    models.FileField(blank=True, max_length=500, upload_to="documents/%Y/%m/"),
+                ),
+                ("original_filename", models.CharField(blank=True, max_length=500)),
+                ("source_path", models.CharField(blank=True, db_index=True, max_length=1000)),
+                ("file_hash", models.CharField(blank=True, max_length=64)),
+                (
+                    "source_type",
+                    models.CharField(
+                        choices=[
+                            ("txt", "Plain text"),
+                            ("md", "Markdown"),
+                            ("html", "HTML"),
+                            ("pdf", "PDF"),
+                            ("docx", "Word (DOCX)"),
+                            ("manual", "Typed in"),
+                        ],
+                        default="manual",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "language",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("ko", "Korean"),
+                            ("en", "English"),
+                            ("mixed", "Korean and English"),
+                        ],
+                        max_length=5,
+                    ),
+                ),
+                (
+                    "tags",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=64),
+                        blank=True,
+                        default=list,
+                        size=None,
+                    ),
+                ),
+                ("content_hash", models.CharField(editable=False, max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("processing", "Processing"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=12,
+                    ),
+                ),
+                ("last_error", models.TextField(blank=True)),
+                ("embedding_model", models.CharField(blank=True, max_length=200)),
+                ("embedded_hash", models.CharField(blank=True, max_length=64)),
+                ("embedded_at", models.DateTimeField(blank=True, null=True)),
+                ("embedding", pgvector.django.vector.VectorField(blank=True, null=True)),
+                ("term_count", models.FloatField(default=0)),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Only members of these groups may see the document. Leave empty to show it to all staff.",
+                        related_name="documents",
+                        to="auth.group",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="documents",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-updated_at'],
-                'permissions': [('reembed_document', 'Can re-embed documents')],
+                "ordering": ["-updated_at"],
+                "permissions": [("reembed_document", "Can re-embed documents")],
             },
         ),
         migrations.CreateModel(
-            name='Chunk',
+            name="Chunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('position', models.PositiveIntegerField()),
-                ('text', models.TextField()),
-                ('start_offset', models.PositiveIntegerField()),
-                ('end_offset', models.PositiveIntegerField()),
-                ('token_count', models.PositiveIntegerField()),
-                ('embedding', pgvector.django.vector.VectorField(blank=True, null=True)),
-                ('embedding_model', models.CharField(blank=True, max_length=200)),
-                ('search_vector', django.contrib.postgres.search.SearchVectorField(blank=True, null=True)),
-                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='documents.document')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("position", models.PositiveIntegerField()),
+                ("text", models.TextField()),
+                ("start_offset", models.PositiveIntegerField()),
+                ("end_offset", models.PositiveIntegerField()),
+                ("token_count", models.PositiveIntegerField()),
+                ("embedding", pgvector.django.vector.VectorField(blank=True, null=True)),
+                ("embedding_model", models.CharField(blank=True, max_length=200)),
+                (
+                    "search_vector",
+                    django.contrib.postgres.search.SearchVectorField(blank=True, null=True),
+                ),
+                (
+                    "document",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="documents.document",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['document_id', 'position'],
+                "ordering": ["document_id", "position"],
             },
         ),
         migrations.CreateModel(
-            name='DocumentTerm',
+            name="DocumentTerm",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('term', models.CharField(max_length=64)),
-                ('tf', models.FloatField()),
-                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='terms', to='documents.document')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("term", models.CharField(max_length=64)),
+                ("tf", models.FloatField()),
+                (
+                    "document",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="terms",
+                        to="documents.document",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='document',
-            index=django.contrib.postgres.indexes.GinIndex(fields=['tags'], name='document_tags_gin'),
+            model_name="document",
+            index=django.contrib.postgres.indexes.GinIndex(
+                fields=["tags"], name="document_tags_gin"
+            ),
         ),
         migrations.AddIndex(
-            model_name='document',
-            index=django.contrib.postgres.indexes.GinIndex(fields=['title'], name='document_title_trgm', opclasses=['gin_trgm_ops']),
+            model_name="document",
+            index=django.contrib.postgres.indexes.GinIndex(
+                fields=["title"], name="document_title_trgm", opclasses=["gin_trgm_ops"]
+            ),
         ),
         migrations.AddIndex(
-            model_name='chunk',
-            index=django.contrib.postgres.indexes.GinIndex(fields=['search_vector'], name='chunk_search_vector_gin'),
+            model_name="chunk",
+            index=django.contrib.postgres.indexes.GinIndex(
+                fields=["search_vector"], name="chunk_search_vector_gin"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='chunk',
-            constraint=models.UniqueConstraint(fields=('document', 'position'), name='chunk_unique_position'),
+            model_name="chunk",
+            constraint=models.UniqueConstraint(
+                fields=("document", "position"), name="chunk_unique_position"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='chunk',
-            constraint=models.CheckConstraint(condition=models.Q(('end_offset__gte', models.F('start_offset'))), name='chunk_offsets_ordered'),
+            model_name="chunk",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("end_offset__gte", models.F("start_offset"))),
+                name="chunk_offsets_ordered",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='documentterm',
-            constraint=models.UniqueConstraint(fields=('term', 'document'), include=('tf',), name='term_postings'),
+            model_name="documentterm",
+            constraint=models.UniqueConstraint(
+                fields=("term", "document"), include=("tf",), name="term_postings"
+            ),
         ),
     ]

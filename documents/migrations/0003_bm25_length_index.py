@@ -5,16 +5,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('documents', '0002_hnsw_indexes'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("documents", "0002_hnsw_indexes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='document',
-            index=models.Index(fields=['id'], include=('term_count',), name='document_bm25_length'),
+            model_name="document",
+            index=models.Index(fields=["id"], include=("term_count",), name="document_bm25_length"),
         ),
     ]

@@ -67,17 +67,22 @@ def documents_embed(*, document_ids: Sequence[int], force: bool = False) -> int:
     """
     embedder = get_embedder()
     documents = list(
-        Document.objects.filter(pk__in=document_ids).only(
-            "pk", "title", "text", "content_hash", "embedded_hash", "embedding_model",
+        Document.objects.filter(pk__in=document_ids)
+        .only(
+            "pk",
+            "title",
+            "text",
+            "content_hash",
+            "embedded_hash",
+            "embedding_model",
             "status",
-        ).order_by("pk")
+        )
+        .order_by("pk")
     )
     todo = [d for d in documents if force or not _is_current(d, embedder.name)]
     if not todo:
         return 0
-    Document.objects.filter(pk__in=[d.pk for d in todo]).update(
-        status=Document.Status.PROCESSING
-    )
+    Document.objects.filter(pk__in=[d.pk for d in todo]).update(status=Document.Status.PROCESSING)
     prepared: list[_Prepared] = []
     for document in todo:
         try:
@@ -181,8 +186,13 @@ def _store(item: _Prepared, vectors: np.ndarray, model_name: str) -> int:
                 " || to_tsvector('simple', %s), now(), now())",
                 [
                     (
-                        item.document_id, chunk.position, chunk.text, chunk.start,
-                        chunk.end, chunk.token_count, _vector_literal(vector),
+                        item.document_id,
+                        chunk.position,
+                        chunk.text,
+                        chunk.start,
+                        chunk.end,
+                        chunk.token_count,
+                        _vector_literal(vector),
                         model_name,
                         # The first chunk also carries the title, so quoted
                         # phrases and exclusions see it ('||' keeps title and
@@ -271,9 +281,7 @@ def documents_reembed(*, document_ids: Sequence[int], force: bool = True) -> int
 
     ids = list(dict.fromkeys(document_ids))
     if force:
-        Document.objects.filter(pk__in=ids).update(
-            status=Document.Status.PENDING, last_error=""
-        )
+        Document.objects.filter(pk__in=ids).update(status=Document.Status.PENDING, last_error="")
     batch = settings.EMBEDDING_TASK_BATCH
     for start in range(0, len(ids), batch):
         transaction.on_commit(

@@ -36,17 +36,54 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.django_db
 
 TOPICS: dict[str, list[str]] = {
-    "garden": ["tomato", "garden", "compost", "seedling", "soil", "prune", "harvest",
-               "greenhouse", "mulch", "watering", "orchard", "fertiliser"],
-    "finance": ["invoice", "budget", "ledger", "audit", "payroll", "accountant", "expense",
-                "revenue", "quarterly", "taxation", "dividend", "balance"],
-    "space": ["telescope", "galaxy", "planet", "orbit", "nebula", "comet", "asteroid",
-              "starlight", "eclipse", "observatory", "satellite", "cosmos"],
+    "garden": [
+        "tomato",
+        "garden",
+        "compost",
+        "seedling",
+        "soil",
+        "prune",
+        "harvest",
+        "greenhouse",
+        "mulch",
+        "watering",
+        "orchard",
+        "fertiliser",
+    ],
+    "finance": [
+        "invoice",
+        "budget",
+        "ledger",
+        "audit",
+        "payroll",
+        "accountant",
+        "expense",
+        "revenue",
+        "quarterly",
+        "taxation",
+        "dividend",
+        "balance",
+    ],
+    "space": [
+        "telescope",
+        "galaxy",
+        "planet",
+        "orbit",
+        "nebula",
+        "comet",
+        "asteroid",
+        "starlight",
+        "eclipse",
+        "observatory",
+        "satellite",
+        "cosmos",
+    ],
 }
 
 
-def blobs(centres: int, per: int = 40, dims: int = 64, seed: int = 0) -> tuple[np.ndarray,
-                                                                              np.ndarray]:
+def blobs(
+    centres: int, per: int = 40, dims: int = 64, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Well-separated Gaussian blobs around random unit directions."""
     rng = np.random.default_rng(seed)
     directions = rng.normal(size=(centres, dims))
@@ -63,9 +100,14 @@ def topic_documents() -> dict[str, list[Document]]:
     """Thirty small indexed documents, ten per topic."""
     rng = random.Random(7)
     return {
-        topic: [make_document(f"{words[i % len(words)].title()} {words[(i + 3) % 12]}",
-                              topic_text(topic, rng), tags=["corpus"])
-                for i in range(10)]
+        topic: [
+            make_document(
+                f"{words[i % len(words)].title()} {words[(i + 3) % 12]}",
+                topic_text(topic, rng),
+                tags=["corpus"],
+            )
+            for i in range(10)
+        ]
         for topic, words in TOPICS.items()
     }
 
@@ -103,8 +145,9 @@ class TestKMeans:
         """Cluster 0 is the largest; centroids are unit vectors."""
         rng = np.random.default_rng(1)
         a, b = rng.normal(size=(2, 32))
-        points = np.vstack([a + rng.normal(scale=0.1, size=(10, 32)),
-                            b + rng.normal(scale=0.1, size=(30, 32))])
+        points = np.vstack(
+            [a + rng.normal(scale=0.1, size=(10, 32)), b + rng.normal(scale=0.1, size=(30, 32))]
+        )
         result = clustering.kmeans(points, 2)
         assert result.sizes() == [30, 10]
         assert np.allclose(np.linalg.norm(result.centroids, axis=1), 1.0, atol=1e-5)
@@ -150,10 +193,15 @@ class TestProjection:
 class TestClassTfidf:
     def test_picks_distinctive_words(self) -> None:
         """Words common to every cluster lose to each cluster's own words."""
-        texts = ["report tomato garden report", "report tomato soil", "report garden tomato",
-                 "report invoice budget", "report budget ledger report", "report invoice"]
-        terms = clustering.class_tfidf_terms(texts, [0, 0, 0, 1, 1, 1], analyzer=str.split,
-                                             top_n=2)
+        texts = [
+            "report tomato garden report",
+            "report tomato soil",
+            "report garden tomato",
+            "report invoice budget",
+            "report budget ledger report",
+            "report invoice",
+        ]
+        terms = clustering.class_tfidf_terms(texts, [0, 0, 0, 1, 1, 1], analyzer=str.split, top_n=2)
         assert [t for t, _ in terms[0]] == ["tomato", "garden"]
         assert [t for t, _ in terms[1]] == ["budget", "invoice"]
 
@@ -161,13 +209,16 @@ class TestClassTfidf:
         """Labels never show bare numbers or one-letter terms."""
         texts = ["2024 2024 x x 3.5 telescope", "2024 x nebula"]
         terms = clustering.class_tfidf_terms(texts, [0, 1], analyzer=str.split)
-        assert terms == {0: [("telescope", pytest.approx(terms[0][0][1]))],
-                         1: [("nebula", pytest.approx(terms[1][0][1]))]}
+        assert terms == {
+            0: [("telescope", pytest.approx(terms[0][0][1]))],
+            1: [("nebula", pytest.approx(terms[1][0][1]))],
+        }
 
     def test_noise_is_not_labelled(self) -> None:
         """Outliers take no part in the labels."""
-        terms = clustering.class_tfidf_terms(["alpha beta", "gamma delta"], [0, -1],
-                                             analyzer=str.split)
+        terms = clustering.class_tfidf_terms(
+            ["alpha beta", "gamma delta"], [0, -1], analyzer=str.split
+        )
         assert list(terms) == [0]
         assert {t for t, _ in terms[0]} == {"alpha", "beta"}
 
@@ -176,7 +227,8 @@ class TestClassTfidf:
         texts, labels = ["apple pear", "plum fig"], [0, 1]
         one = clustering.class_tfidf_terms(texts, labels, analyzer=str.split)
         many = clustering.class_tfidf_terms(
-            texts, labels, batch_analyzer=lambda ts: [t.split() for t in ts])
+            texts, labels, batch_analyzer=lambda ts: [t.split() for t in ts]
+        )
         assert one == many
 
     def test_stems_read_as_words(self) -> None:
@@ -184,10 +236,15 @@ class TestClassTfidf:
         from search.analysis import analyze
 
         texts = ["Payroll and payrolls; the galaxies, a galaxy, galaxies.", "임베딩은 좋다"]
-        words = clustering.surface_forms(["payrol", "galaxi", "임베딩", "absent"], texts,
-                                         analyzer=analyze)
-        assert words == {"payrol": "payroll", "galaxi": "galaxies", "임베딩": "임베딩",
-                         "absent": "absent"}
+        words = clustering.surface_forms(
+            ["payrol", "galaxi", "임베딩", "absent"], texts, analyzer=analyze
+        )
+        assert words == {
+            "payrol": "payroll",
+            "galaxi": "galaxies",
+            "임베딩": "임베딩",
+            "absent": "absent",
+        }
 
     def test_label_format(self) -> None:
         """A label joins the three best terms with a middle dot."""
@@ -207,11 +264,16 @@ class TestDrift:
         current |= {i: 7 for i in range(30, 36)}  # new
         current |= {i: 8 for i in range(40, 45)}  # shrank
         current |= {99: None}  # an outlier counts nowhere
-        drift = {(d.kind, d.current, d.previous)
-                 for d in clustering.compare_memberships(previous, current)}
+        drift = {
+            (d.kind, d.current, d.previous)
+            for d in clustering.compare_memberships(previous, current)
+        }
         assert drift == {
-            (DriftKind.GREW, 5, 0), (DriftKind.STABLE, 6, 1), (DriftKind.NEW, 7, None),
-            (DriftKind.SHRANK, 8, 3), (DriftKind.VANISHED, None, 2),
+            (DriftKind.GREW, 5, 0),
+            (DriftKind.STABLE, 6, 1),
+            (DriftKind.NEW, 7, None),
+            (DriftKind.SHRANK, 8, 3),
+            (DriftKind.VANISHED, None, 2),
         }
 
     def test_identical_runs_are_stable(self) -> None:
@@ -228,13 +290,18 @@ class TestDrift:
 
 class TestClusteringRun:
     def test_three_topics_end_to_end(
-        self, admin_user: User, topic_documents: dict[str, list[Document]],
+        self,
+        admin_user: User,
+        topic_documents: dict[str, list[Document]],
         django_capture_on_commit_callbacks: Callable[..., Any],
     ) -> None:
         """Queued after commit, the task finds the three topics and labels them."""
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            run = clustering_run_queue(run=ClusteringRun(
-                algorithm=ClusteringRun.Algorithm.AUTO, k_min=2, k_max=6, created_by=admin_user))
+            run = clustering_run_queue(
+                run=ClusteringRun(
+                    algorithm=ClusteringRun.Algorithm.AUTO, k_min=2, k_max=6, created_by=admin_user
+                )
+            )
         assert len(callbacks) == 1
         run.refresh_from_db()
         assert run.status == ClusteringRun.Status.DONE, run.error
@@ -248,8 +315,9 @@ class TestClusteringRun:
         assert [c.size for c in clusters] == [10, 10, 10]
         for cluster in clusters:
             members = set(cluster.memberships.values_list("document_id", flat=True))
-            topic = next(t for t, docs in topic_documents.items()
-                         if members == {d.pk for d in docs})
+            topic = next(
+                t for t, docs in topic_documents.items() if members == {d.pk for d in docs}
+            )
             assert set(cluster.terms[:3]) <= set(TOPICS[topic])
             assert cluster.label.count(" · ") == 2
             assert set(cluster.representatives) <= members
@@ -268,12 +336,17 @@ class TestClusteringRun:
     def test_tag_scope(self, topic_documents: dict[str, list[Document]]) -> None:
         """A tag scope clusters only the tagged documents."""
         make_document("Untagged", "tomato garden compost", tags=["other"])
-        run = run_now(scope=ClusteringRun.Scope.TAG, tag="corpus",
-                      algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
+        run = run_now(
+            scope=ClusteringRun.Scope.TAG,
+            tag="corpus",
+            algorithm=ClusteringRun.Algorithm.KMEANS,
+            k=3,
+        )
         assert run.document_count == 30
 
     def test_inputs_take_two_queries(
-        self, topic_documents: dict[str, list[Document]],
+        self,
+        topic_documents: dict[str, list[Document]],
         django_assert_num_queries: Callable[..., Any],
     ) -> None:
         """One aggregate checks the scope, one read loads ids, texts and vectors."""
@@ -312,8 +385,12 @@ class TestClusteringEdgeCases:
 
     def test_empty_scope(self) -> None:
         """A scope without documents fails and says which scope."""
-        run = run_now(scope=ClusteringRun.Scope.TAG, tag="nothing",
-                      algorithm=ClusteringRun.Algorithm.KMEANS, k=2)
+        run = run_now(
+            scope=ClusteringRun.Scope.TAG,
+            tag="nothing",
+            algorithm=ClusteringRun.Algorithm.KMEANS,
+            k=2,
+        )
         assert run.status == ClusteringRun.Status.FAILED
         assert run.error == "No documents in scope (tag “nothing”)."
 
@@ -355,8 +432,9 @@ class TestClusteringEdgeCases:
         """With a model chosen, the others' documents are left out and mentioned."""
         ids = [d.pk for d in topic_documents["space"]]
         Document.objects.filter(pk__in=ids).update(embedding_model="other-model")
-        run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=2,
-                      embedding_model="fake-hash-384")
+        run = run_now(
+            algorithm=ClusteringRun.Algorithm.KMEANS, k=2, embedding_model="fake-hash-384"
+        )
         assert run.status == ClusteringRun.Status.DONE, run.error
         assert run.document_count == 20
         assert "10 documents embedded by other models were left out." in run.message
@@ -373,6 +451,7 @@ class TestClusteringEdgeCases:
         self, topic_documents: dict[str, list[Document]], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A crash in the math is recorded on the run, not raised."""
+
         def boom(*args: object, **kwargs: object) -> None:
             raise RuntimeError("out of memory")
 
@@ -397,12 +476,16 @@ class TestReport:
         assert kinds == [DriftKind.GREW, DriftKind.STABLE, DriftKind.STABLE]
 
     def test_restricted_members_are_hidden(
-        self, topic_documents: dict[str, list[Document]], hr_group: Group, user: User,
+        self,
+        topic_documents: dict[str, list[Document]],
+        hr_group: Group,
+        user: User,
         admin_user: User,
     ) -> None:
         """The report lists only documents the viewer may see."""
-        secret = make_document("Secret payroll", "payroll ledger audit budget invoice",
-                               groups=[hr_group])
+        secret = make_document(
+            "Secret payroll", "payroll ledger audit budget invoice", groups=[hr_group]
+        )
         run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
         hidden = clustering_report(run=run, user=user)
         shown = clustering_report(run=run, user=admin_user)
@@ -412,17 +495,20 @@ class TestReport:
         assert all(secret.pk not in v.visible_ids for v in hidden.clusters)
 
     def test_labels_of_clusters_with_hidden_members_are_withheld(
-        self, topic_documents: dict[str, list[Document]], hr_group: Group, user: User,
+        self,
+        topic_documents: dict[str, list[Document]],
+        hr_group: Group,
+        user: User,
         admin_user: User,
     ) -> None:
         """A label could quote a restricted member's text: outsiders get none."""
-        secret = make_document("Secret payroll", "payroll ledger audit budget invoice",
-                               groups=[hr_group])
+        secret = make_document(
+            "Secret payroll", "payroll ledger audit budget invoice", groups=[hr_group]
+        )
         run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
         number = ClusterMembership.objects.get(run=run, document=secret).cluster.number
         hidden = {v.cluster.number: v for v in clustering_report(run=run, user=user).clusters}
-        shown = {v.cluster.number: v for v in clustering_report(run=run,
-                                                                user=admin_user).clusters}
+        shown = {v.cluster.number: v for v in clustering_report(run=run, user=admin_user).clusters}
         assert hidden[number].label == "" and hidden[number].terms == []
         assert shown[number].label == run.clusters.get(number=number).label != ""
         others = [n for n in hidden if n != number]
@@ -446,7 +532,7 @@ def analyst(staff: User) -> User:
 @pytest.fixture
 def done_run(topic_documents: dict[str, list[Document]]) -> ClusteringRun:
     make_document("<script>alert(1)</script>", topic_text("garden", random.Random(1)))
-    make_document("=HYPERLINK(\"http://x\")", topic_text("finance", random.Random(2)))
+    make_document('=HYPERLINK("http://x")', topic_text("finance", random.Random(2)))
     return run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
 
 
@@ -478,20 +564,29 @@ class TestClusteringAdmin:
             assert client.get(url).status_code == 403, url
 
     def test_permitted_user_starts_a_run(
-        self, client: Client, analyst: User, topic_documents: dict[str, list[Document]],
+        self,
+        client: Client,
+        analyst: User,
+        topic_documents: dict[str, list[Document]],
         django_capture_on_commit_callbacks: Callable[..., Any],
     ) -> None:
         """The add form queues a run after commit and shows its report."""
         client.force_login(analyst)
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(reverse("admin:search_clusteringrun_add"), {
-                "scope": "all", "algorithm": "kmeans", "k": "3", "k_min": "2", "k_max": "12",
-                "embedding_model": "fake-hash-384",
-            })
+            response = client.post(
+                reverse("admin:search_clusteringrun_add"),
+                {
+                    "scope": "all",
+                    "algorithm": "kmeans",
+                    "k": "3",
+                    "k_min": "2",
+                    "k_max": "12",
+                    "embedding_model": "fake-hash-384",
+                },
+            )
         run = ClusteringRun.objects.get()
         assert response.status_code == 302
-        assert response["Location"] == reverse("admin:search_clusteringrun_change",
-                                               args=[run.pk])
+        assert response["Location"] == reverse("admin:search_clusteringrun_change", args=[run.pk])
         assert run.created_by == analyst
         assert run.status == ClusteringRun.Status.DONE, run.error
         page = client.get(response["Location"])
@@ -501,9 +596,15 @@ class TestClusteringAdmin:
     def test_add_form_validates(self, client: Client, admin_user: User) -> None:
         """A tag scope without a tag and k-means without k are rejected."""
         client.force_login(admin_user)
-        response = client.post(reverse("admin:search_clusteringrun_add"), {
-            "scope": "tag", "algorithm": "kmeans", "k_min": "2", "k_max": "12",
-        })
+        response = client.post(
+            reverse("admin:search_clusteringrun_add"),
+            {
+                "scope": "tag",
+                "algorithm": "kmeans",
+                "k_min": "2",
+                "k_max": "12",
+            },
+        )
         assert response.status_code == 200
         assert not ClusteringRun.objects.exists()
         errors = response.context["adminform"].form.errors
@@ -535,10 +636,13 @@ class TestClusteringAdmin:
         assert script[2] in {"0", "1", "2"}
         assert script[3] == Cluster.objects.get(run=done_run, number=int(script[2])).label
         assert 0 <= float(script[4]) <= 2
-        assert "'=HYPERLINK(\"http://x\")" in by_title
+        assert '\'=HYPERLINK("http://x")' in by_title
 
     def test_csv_leaves_out_restricted_documents(
-        self, client: Client, analyst: User, hr_group: Group,
+        self,
+        client: Client,
+        analyst: User,
+        hr_group: Group,
         topic_documents: dict[str, list[Document]],
     ) -> None:
         """A viewer outside the group does not get the restricted document."""
@@ -551,8 +655,9 @@ class TestClusteringAdmin:
 
     def test_failed_run_report_shows_the_error(self, client: Client, admin_user: User) -> None:
         """A failed run's page explains why instead of erroring."""
-        run = run_now(scope=ClusteringRun.Scope.TAG, tag="none",
-                      algorithm=ClusteringRun.Algorithm.KMEANS, k=2)
+        run = run_now(
+            scope=ClusteringRun.Scope.TAG, tag="none", algorithm=ClusteringRun.Algorithm.KMEANS, k=2
+        )
         client.force_login(admin_user)
         page = client.get(reverse("admin:search_clusteringrun_change", args=[run.pk]))
         assert page.status_code == 200
@@ -561,7 +666,10 @@ class TestClusteringAdmin:
 
 class TestClusterLinks:
     def test_small_clusters_link_by_ids(
-        self, client: Client, admin_user: User, done_run: ClusteringRun,
+        self,
+        client: Client,
+        admin_user: User,
+        done_run: ClusteringRun,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Without the cluster filter, the report links to ?id__in= with the members."""
@@ -571,7 +679,8 @@ class TestClusterLinks:
 
         document_admin = admin.site._registry[Document]
         monkeypatch.setattr(
-            document_admin, "list_filter",
+            document_admin,
+            "list_filter",
             [f for f in document_admin.list_filter if f is not ClusterListFilter],
         )
         client.force_login(admin_user)
@@ -586,7 +695,10 @@ class TestClusterLinks:
         assert listing.context["cl"].result_count == cluster.size
 
     def test_cluster_filter_on_the_document_admin(
-        self, client: Client, admin_user: User, done_run: ClusteringRun,
+        self,
+        client: Client,
+        admin_user: User,
+        done_run: ClusteringRun,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Once DocumentAdmin lists ClusterListFilter, links use ?cluster=<id>."""
@@ -595,8 +707,9 @@ class TestClusterLinks:
         from search.admin import ClusterListFilter
 
         document_admin = admin.site._registry[Document]
-        monkeypatch.setattr(document_admin, "list_filter",
-                            [*document_admin.list_filter, ClusterListFilter])
+        monkeypatch.setattr(
+            document_admin, "list_filter", [*document_admin.list_filter, ClusterListFilter]
+        )
         client.force_login(admin_user)
         cluster = done_run.clusters.get(number=1)
         page = client.get(reverse("admin:search_clusteringrun_change", args=[done_run.pk]))
@@ -608,8 +721,9 @@ class TestClusterLinks:
 
 
 class TestNearDuplicates:
-    def test_copies_are_paired_once(self, admin_user: User, user: User, hr_group: Group,
-                                    client: Client) -> None:
+    def test_copies_are_paired_once(
+        self, admin_user: User, user: User, hr_group: Group, client: Client
+    ) -> None:
         """Copies above the threshold are listed once per pair, visible ones only."""
         text = "Tomato seedlings need warmth, light and careful watering."
         a = make_document("Seedlings", text)
@@ -625,4 +739,3 @@ class TestNearDuplicates:
         client.force_login(admin_user)
         page = client.get(reverse("admin:search_clusteringrun_duplicates"), {"threshold": "0.9"})
         assert "Seedlings (copy)" in page.content.decode()
-

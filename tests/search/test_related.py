@@ -100,10 +100,12 @@ class TestChunkRefinement:
         )
         handbook = make_document("Office handbook", f"{filler}\n\n{GARDEN}")
         assert handbook.chunks.count() > 2
-        by_document = related_documents(user=user, document=garden["source"], k=5,
-                                        method=RelatedMethod.DOCUMENT)
-        by_chunk = related_documents(user=user, document=garden["source"], k=5,
-                                     method=RelatedMethod.CHUNK)
+        by_document = related_documents(
+            user=user, document=garden["source"], k=5, method=RelatedMethod.DOCUMENT
+        )
+        by_chunk = related_documents(
+            user=user, document=garden["source"], k=5, method=RelatedMethod.CHUNK
+        )
         assert by_document[0].document_id == garden["close"].pk
         assert by_chunk[0].document_id == handbook.pk
         assert by_chunk[0].score > by_chunk[1].score
@@ -121,12 +123,14 @@ class TestRelatedVisibility:
 
     @pytest.mark.parametrize("method", list(RelatedMethod))
     def test_restricted_document_never_appears_for_outsiders(
-        self, other_user: User, garden: dict[str, Document], secret: Document,
+        self,
+        other_user: User,
+        garden: dict[str, Document],
+        secret: Document,
         method: RelatedMethod,
     ) -> None:
         """A document of a group the user is not in is not a candidate at all."""
-        related = related_documents(user=other_user, document=garden["source"], k=10,
-                                    method=method)
+        related = related_documents(user=other_user, document=garden["source"], k=10, method=method)
         assert secret.pk not in [r.document_id for r in related]
         assert len(related) == 3
 
@@ -139,7 +143,10 @@ class TestRelatedVisibility:
         assert secret.pk in [r.document_id for r in related]
 
     def test_restricted_source_gives_outsiders_nothing(
-        self, other_user: User, admin_user: User, secret: Document,
+        self,
+        other_user: User,
+        admin_user: User,
+        secret: Document,
         garden: dict[str, Document],
     ) -> None:
         """Related documents of a document the user may not see are not revealed."""
@@ -186,8 +193,12 @@ class TestEvaluationJudgments:
         """Each relevant document of a query is related to the query's others."""
         from search.management.commands.eval_related import related_judgments
 
-        qrels = {"q1": {"a": 1, "b": 1, "c": 1}, "q2": {"a": 1, "d": 1}, "q3": {"e": 1},
-                 "q4": {"f": 1, "g": 0}}
+        qrels = {
+            "q1": {"a": 1, "b": 1, "c": 1},
+            "q2": {"a": 1, "d": 1},
+            "q3": {"e": 1},
+            "q4": {"f": 1, "g": 0},
+        }
         assert related_judgments(qrels) == {
             "a": {"b": 1, "c": 1, "d": 1},
             "b": {"a": 1, "c": 1},

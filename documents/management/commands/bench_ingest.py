@@ -23,7 +23,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--corpus", type=Path,
+            "--corpus",
+            type=Path,
             default=Path(settings.BASE_DIR).parent / "shared/eval/scifact/corpus.jsonl",
             help="A BEIR corpus.jsonl (default: the SciFact corpus).",
         )

@@ -34,8 +34,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("paths", nargs="+", type=Path)
-        parser.add_argument("--tag", action="append", default=[], dest="tags",
-                            help="Tag every imported document (repeatable).")
+        parser.add_argument(
+            "--tag",
+            action="append",
+            default=[],
+            dest="tags",
+            help="Tag every imported document (repeatable).",
+        )
         parser.add_argument("--owner", help="Username that owns new documents.")
         parser.add_argument("--no-progress", action="store_true")
 
@@ -48,8 +53,9 @@ class Command(BaseCommand):
                 raise CommandError(f"no user named {options['owner']!r}")
         counts = {outcome: 0 for outcome in ImportOutcome}
         failures: list[tuple[Path, str]] = []
-        progress = tqdm(files, unit="file", disable=options["no_progress"] or not files,
-                        file=self.stderr._out)
+        progress = tqdm(
+            files, unit="file", disable=options["no_progress"] or not files, file=self.stderr._out
+        )
         try:
             with deferred_indexing() as queued:
                 for path in progress:
@@ -75,8 +81,7 @@ class Command(BaseCommand):
         for path in paths:
             if path.is_dir():
                 files.extend(
-                    p for p in sorted(path.rglob("*"))
-                    if p.is_file() and not p.name.startswith(".")
+                    p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")
                 )
             elif path.is_file():
                 files.append(path)
@@ -88,17 +93,26 @@ class Command(BaseCommand):
         self, path: Path, tags: list[str], owner: Any
     ) -> tuple[ImportOutcome, str, Document | None]:
         if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            return ImportOutcome.FAILED, (
-                f"unsupported file type '{path.suffix or path.name}' (supported: "
-                + ", ".join(sorted(SUPPORTED_EXTENSIONS)) + ")"
-            ), None
+            return (
+                ImportOutcome.FAILED,
+                (
+                    f"unsupported file type '{path.suffix or path.name}' (supported: "
+                    + ", ".join(sorted(SUPPORTED_EXTENSIONS))
+                    + ")"
+                ),
+                None,
+            )
         try:
             data = path.read_bytes()
         except OSError as exc:
             return ImportOutcome.FAILED, f"cannot read file: {exc.strerror or exc}", None
         ingest = partial(
-            document_ingest_bytes, data=data, filename=path.name,
-            source_path=str(path.resolve()), tags=tags, owner=owner,
+            document_ingest_bytes,
+            data=data,
+            filename=path.name,
+            source_path=str(path.resolve()),
+            tags=tags,
+            owner=owner,
         )
         try:
             try:
@@ -115,8 +129,7 @@ class Command(BaseCommand):
             return ImportOutcome.FAILED, f"{type(exc).__name__}: {exc}", None
         return result.outcome, result.error, result.document
 
-    def _summary(self, counts: dict[ImportOutcome, int],
-                 failures: list[tuple[Path, str]]) -> None:
+    def _summary(self, counts: dict[ImportOutcome, int], failures: list[tuple[Path, str]]) -> None:
         line = ", ".join(f"{counts[o]} {o.value}" for o in ImportOutcome)
         style = self.style.ERROR if failures else self.style.SUCCESS
         self.stdout.write(style(f"Import finished: {line}."))

@@ -21,7 +21,8 @@ class Command(BaseCommand):
         group.add_argument("--all", action="store_true", help="Every document.")
         group.add_argument("--failed", action="store_true", help="Documents that failed.")
         group.add_argument(
-            "--stale", action="store_true",
+            "--stale",
+            action="store_true",
             help="Documents not indexed from their current text by the current model.",
         )
         parser.add_argument("--no-progress", action="store_true")
@@ -33,7 +34,8 @@ class Command(BaseCommand):
         elif options["stale"]:
             model = get_embedder().name
             documents = documents.exclude(
-                status=Document.Status.READY, embedding_model=model,
+                status=Document.Status.READY,
+                embedding_model=model,
                 embedded_hash=F("content_hash"),
             )
         ids = list(documents.order_by("pk").values_list("pk", flat=True))
@@ -41,11 +43,11 @@ class Command(BaseCommand):
             self.stdout.write("Nothing to re-embed.")
             return
         batch = 200
-        with tqdm(total=len(ids), unit="doc", disable=options["no_progress"],
-                  file=self.stderr._out) as progress:
+        with tqdm(
+            total=len(ids), unit="doc", disable=options["no_progress"], file=self.stderr._out
+        ) as progress:
             for start in range(0, len(ids), batch):
                 part = ids[start : start + batch]
                 documents_reembed(document_ids=part, force=not options["stale"])
                 progress.update(len(part))
         self.stdout.write(self.style.SUCCESS(f"Queued {len(ids)} document(s)."))
-

@@ -35,15 +35,21 @@ class Command(BaseCommand):
         Group.objects.get_or_create(name="HR")
         for folder in sorted(p for p in DEMO_CORPUS.iterdir() if p.is_dir()):
             call_command(
-                "import_documents", str(folder), tag=["demo", folder.name],
-                owner=DEMO_USERNAME, no_progress=options["no_progress"],
-                stdout=self.stdout, stderr=self.stderr,
+                "import_documents",
+                str(folder),
+                tag=["demo", folder.name],
+                owner=DEMO_USERNAME,
+                no_progress=options["no_progress"],
+                stdout=self.stdout,
+                stderr=self.stderr,
             )
         # Documents left pending or failed by an earlier, interrupted run.
         call_command("reembed", stale=True, no_progress=True, stdout=self.stdout)
         ready = Document.objects.filter(status=Document.Status.READY).count()
         total = Document.objects.count()
-        self.stdout.write(self.style.SUCCESS(
-            f"\nDemo ready: {ready}/{total} documents indexed.\n"
-            f"Log in at http://127.0.0.1:8000/ as {DEMO_USERNAME} / {DEMO_PASSWORD}\n"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nDemo ready: {ready}/{total} documents indexed.\n"
+                f"Log in at http://127.0.0.1:8000/ as {DEMO_USERNAME} / {DEMO_PASSWORD}\n"
+            )
+        )

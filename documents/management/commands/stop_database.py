@@ -25,6 +25,9 @@ class Command(BaseCommand):
 
         data_dir = env_path("EMBEDDED_PG_DATA", settings.VAR_DIR / "pgdata")
         server = PostgresServer._instances.get(data_dir.resolve())
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir.resolve(),
-               user=server.system_user if server else None)
+        pg_ctl(
+            ["-w", "-m", "fast", "stop"],
+            pgdata=data_dir.resolve(),
+            user=server.system_user if server else None,
+        )
         self.stdout.write(self.style.SUCCESS(f"Stopped the embedded server in {data_dir}."))

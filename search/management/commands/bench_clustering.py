@@ -40,8 +40,9 @@ class Command(BaseCommand):
         started = time.perf_counter()
         created = _ensure_corpus(options["documents"], options["dimensions"], options["topics"])
         if created:
-            self.stdout.write(f"Created {created} synthetic documents in "
-                              f"{time.perf_counter() - started:.1f}s")
+            self.stdout.write(
+                f"Created {created} synthetic documents in {time.perf_counter() - started:.1f}s"
+            )
         self._bench(options)
 
     def _bench(self, options: dict[str, Any]) -> None:
@@ -49,8 +50,11 @@ class Command(BaseCommand):
         from search.models import ClusteringRun
 
         run = ClusteringRun.objects.create(
-            algorithm=options["algorithm"], k=options["k"], k_min=options["k_min"],
-            k_max=options["k_max"], embedding_model=BENCH_MODEL,
+            algorithm=options["algorithm"],
+            k=options["k"],
+            k_min=options["k_min"],
+            k_max=options["k_max"],
+            embedding_model=BENCH_MODEL,
         )
         started = time.perf_counter()
         inputs = clustering_inputs(run=run)
@@ -81,28 +85,55 @@ def _ensure_corpus(n: int, dims: int, topics: int) -> int:
     rng = np.random.default_rng(42)
     words = random.Random(42)
     vocab = [_word(words) for _ in range(topics * 150 + 600)]
-    common, topical = vocab[:600], [vocab[600 + t * 150: 600 + (t + 1) * 150]
-                                    for t in range(topics)]
+    common, topical = (
+        vocab[:600],
+        [vocab[600 + t * 150 : 600 + (t + 1) * 150] for t in range(topics)],
+    )
     centres = rng.normal(size=(topics, dims))
     batch: list[Document] = []
     for i in range(n):
         topic = i % topics
         vector = centres[topic] + rng.normal(scale=1.0, size=dims)
         vector /= np.linalg.norm(vector)
-        text = " ".join(words.choice(topical[topic]) if words.random() < 0.4
-                        else words.choice(common) for _ in range(400))
+        text = " ".join(
+            words.choice(topical[topic]) if words.random() < 0.4 else words.choice(common)
+            for _ in range(400)
+        )
         title = " ".join(words.choices(topical[topic], k=4)).title()
-        batch.append(Document(
-            title=title, text=text, content_hash=content_hash_of(title, text),
-            embedded_hash=content_hash_of(title, text), status=Document.Status.READY,
-            embedding=vector.tolist(), embedding_model=BENCH_MODEL,
-            source_type=Document.SourceType.TEXT, language="en",
-        ))
+        batch.append(
+            Document(
+                title=title,
+                text=text,
+                content_hash=content_hash_of(title, text),
+                embedded_hash=content_hash_of(title, text),
+                status=Document.Status.READY,
+                embedding=vector.tolist(),
+                embedding_model=BENCH_MODEL,
+                source_type=Document.SourceType.TEXT,
+                language="en",
+            )
+        )
     Document.objects.bulk_create(batch, batch_size=1000)
     return n
 
 
 def _word(rng: random.Random) -> str:
-    syllables = ["ka", "lo", "mi", "ren", "sto", "vel", "dra", "qui", "bor", "tan", "ex",
-                 "ul", "pha", "gri", "mon", "sel"]
+    syllables = [
+        "ka",
+        "lo",
+        "mi",
+        "ren",
+        "sto",
+        "vel",
+        "dra",
+        "qui",
+        "bor",
+        "tan",
+        "ex",
+        "ul",
+        "pha",
+        "gri",
+        "mon",
+        "sel",
+    ]
     return "".join(rng.choices(syllables, k=rng.randint(2, 4)))

@@ -31,8 +31,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         default = Path(settings.BASE_DIR).parent / "shared/eval/scifact"
-        parser.add_argument("--dataset", type=Path, default=default,
-                            help="A BEIR folder: its texts and queries are used.")
+        parser.add_argument(
+            "--dataset",
+            type=Path,
+            default=default,
+            help="A BEIR folder: its texts and queries are used.",
+        )
         parser.add_argument("--chunks", type=int, default=100_000)
         parser.add_argument("--queries", type=int, default=300)
         parser.add_argument("--rebuild", action="store_true")
@@ -61,11 +65,16 @@ class Command(BaseCommand):
         self._print(result)
 
     def _print(self, r: dict[str, Any]) -> None:
-        self.stdout.write(f"\n{r['chunks']} chunks, {r['queries']} queries, model {r['model']},"
-                          f" hnsw.ef_search={r['ef_search']}")
-        self.stdout.write(f"query embedding: p50 {r['embed_ms']['p50']:.1f} ms,"
-                          f" p95 {r['embed_ms']['p95']:.1f} ms")
-        self.stdout.write(f"{'mode':<10}{'p50 ms':>10}{'p95 ms':>10}  (including the query embedding)")
+        self.stdout.write(
+            f"\n{r['chunks']} chunks, {r['queries']} queries, model {r['model']},"
+            f" hnsw.ef_search={r['ef_search']}"
+        )
+        self.stdout.write(
+            f"query embedding: p50 {r['embed_ms']['p50']:.1f} ms, p95 {r['embed_ms']['p95']:.1f} ms"
+        )
+        self.stdout.write(
+            f"{'mode':<10}{'p50 ms':>10}{'p95 ms':>10}  (including the query embedding)"
+        )
         for mode, m in r["modes"].items():
             self.stdout.write(f"{mode:<10}{m['p50']:>10.1f}{m['p95']:>10.1f}")
         self.stdout.write(
@@ -84,8 +93,11 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def _queries(dataset: Path, limit: int) -> list[str]:
-    texts = [json.loads(line)["text"] for line in
-             (dataset / "queries.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["text"]
+        for line in (dataset / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     return texts[:limit]
 
 
@@ -105,8 +117,11 @@ def build_corpus(dataset: Path, embedder: EmbeddingProvider, chunks: int, out: A
     from search.analysis import analyze_many
     from search.indexing import document_postings
 
-    rows = [json.loads(line) for line in
-            (dataset / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (dataset / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     base = rows[:BASE_TEXTS]
     texts = [f"{r.get('title', '')}\n{r.get('text', '')}"[:400] for r in base]
     vectors = embedder.embed_texts(texts)
@@ -123,9 +138,18 @@ def build_corpus(dataset: Path, embedder: EmbeddingProvider, chunks: int, out: A
             picks = [rng.randrange(len(base)) for _ in range(CHUNKS_PER_DOCUMENT)]
             title = f"{base[picks[0]].get('title', '')[:200]} ({number})"
             text = "\n\n".join(texts[i] for i in picks)
-            batch.append((Document(title=title, text=text, content_hash=content_hash_of(title, text),
-                                   status=Document.Status.READY, embedding_model=embedder.name),
-                          picks))
+            batch.append(
+                (
+                    Document(
+                        title=title,
+                        text=text,
+                        content_hash=content_hash_of(title, text),
+                        status=Document.Status.READY,
+                        embedding_model=embedder.name,
+                    ),
+                    picks,
+                )
+            )
         created = Document.objects.bulk_create([d for d, _ in batch])
         chunk_rows, postings = [], []
         for document, (_, picks) in zip(created, batch, strict=True):
@@ -137,10 +161,23 @@ def build_corpus(dataset: Path, embedder: EmbeddingProvider, chunks: int, out: A
                 vector = weight * vectors[i] + (1 - weight) * vectors[other]
                 vector /= np.linalg.norm(vector)
                 mixed.append(vector)
-                chunk_rows.append((document.pk, position, texts[i], offset, offset + len(texts[i]),
-                                   len(terms[i]), _literal(vector), embedder.name, _tsvector(terms[i])))
+                chunk_rows.append(
+                    (
+                        document.pk,
+                        position,
+                        texts[i],
+                        offset,
+                        offset + len(texts[i]),
+                        len(terms[i]),
+                        _literal(vector),
+                        embedder.name,
+                        _tsvector(terms[i]),
+                    )
+                )
                 offset += len(texts[i]) + 2
-            tf, length = document_postings(title_terms=[], body_terms=[t for i in picks for t in terms[i]])
+            tf, length = document_postings(
+                title_terms=[], body_terms=[t for i in picks for t in terms[i]]
+            )
             postings.extend((document.pk, t, f) for t, f in tf.items())
             mean = np.mean(mixed, axis=0)
             document.embedding = (mean / np.linalg.norm(mean)).tolist()
@@ -190,7 +227,8 @@ def run_benchmark(queries: list[str], embedder: EmbeddingProvider) -> dict[str, 
     from search.query import parse_query
 
     user, _ = get_user_model().objects.get_or_create(
-        username="benchmark", defaults={"is_superuser": True, "is_staff": True})
+        username="benchmark", defaults={"is_superuser": True, "is_staff": True}
+    )
     queryset = Document.objects.visible_to(user)
     parsed = [parse_query(q) for q in queries]
     for q in parsed[:5]:  # Warm caches and the model.
@@ -215,8 +253,9 @@ def run_benchmark(queries: list[str], embedder: EmbeddingProvider) -> dict[str, 
         approx, _ = backend._nearest(q, vector, queryset=queryset, limit=10)
         index_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        exact, _ = backend._nearest(q, dataclasses.replace(vector, exact=True),
-                                    queryset=queryset, limit=10)
+        exact, _ = backend._nearest(
+            q, dataclasses.replace(vector, exact=True), queryset=queryset, limit=10
+        )
         exact_ms.append((time.perf_counter() - started) * 1000)
         truth = {row[1] for row in exact}  # chunk ids of the true nearest
         found = {row[1] for row in approx}
@@ -224,9 +263,13 @@ def run_benchmark(queries: list[str], embedder: EmbeddingProvider) -> dict[str, 
     index_p = _percentiles(index_ms)
     exact_p = _percentiles(exact_ms)
     return {
-        "model": embedder.name, "queries": len(parsed),
+        "model": embedder.name,
+        "queries": len(parsed),
         "ef_search": settings.SEARCH_HNSW_EF_SEARCH,
-        "embed_ms": _percentiles(embed_ms or [0.0]), "modes": modes,
-        "recall_at_10": statistics.mean(recalls), "index_ms": index_p, "exact_ms": exact_p,
+        "embed_ms": _percentiles(embed_ms or [0.0]),
+        "modes": modes,
+        "recall_at_10": statistics.mean(recalls),
+        "index_ms": index_p,
+        "exact_ms": exact_p,
         "speedup": exact_p["p50"] / max(index_p["p50"], 1e-6),
     }

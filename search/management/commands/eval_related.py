@@ -32,8 +32,9 @@ def related_judgments(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[
     return related
 
 
-def score_related(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
-                  *, k: int) -> dict[str, float]:
+def score_related(
+    run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], *, k: int
+) -> dict[str, float]:
     """nDCG@k and Recall@k (pytrec_eval, the TREC reference implementation)."""
     import pytrec_eval
 
@@ -57,8 +58,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", required=True, type=Path)
-        parser.add_argument("--provider", default=None,
-                            help="Embedding provider (default: EMBEDDING_PROVIDER).")
+        parser.add_argument(
+            "--provider", default=None, help="Embedding provider (default: EMBEDDING_PROVIDER)."
+        )
         parser.add_argument("--split", default="test")
         parser.add_argument("--k", type=int, default=10)
         parser.add_argument("--methods", default=",".join(m.value for m in RelatedMethod))
@@ -68,15 +70,16 @@ class Command(BaseCommand):
         from django.conf import settings
 
         try:
-            methods = [RelatedMethod(m.strip()) for m in options["methods"].split(",")
-                       if m.strip()]
+            methods = [RelatedMethod(m.strip()) for m in options["methods"].split(",") if m.strip()]
             dataset = load_beir(options["dataset"], split=options["split"])
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         qrels = related_judgments(dataset.qrels)
         if not qrels:
-            raise CommandError(f"{dataset.name} has no query with two or more relevant "
-                               "documents: nothing to evaluate")
+            raise CommandError(
+                f"{dataset.name} has no query with two or more relevant "
+                "documents: nothing to evaluate"
+            )
         provider_name = options["provider"] or settings.EMBEDDING_PROVIDER
         try:
             embedder = create_embedder(provider_name)
@@ -88,15 +91,21 @@ class Command(BaseCommand):
 
         call_command("migrate", verbosity=0)
         indexed = index_dataset(dataset, rebuild=False)
-        results: dict[str, Any] = {"dataset": dataset.name, "provider": embedder.name,
-                                   "documents": len(dataset.corpus), "indexed_now": indexed,
-                                   "sources": len(qrels), "methods": {}}
+        results: dict[str, Any] = {
+            "dataset": dataset.name,
+            "provider": embedder.name,
+            "documents": len(dataset.corpus),
+            "indexed_now": indexed,
+            "sources": len(qrels),
+            "methods": {},
+        }
         for method in methods:
             started = time.perf_counter()
             run = _run(qrels, method=method, k=options["k"])
             metrics = score_related(run, qrels, k=options["k"])
             metrics["ms_per_document"] = round(
-                1000 * (time.perf_counter() - started) / len(qrels), 1)
+                1000 * (time.perf_counter() - started) / len(qrels), 1
+            )
             results["methods"][method.value] = metrics
         self._print(results, k=options["k"], quiet=options["json"])
 
@@ -104,24 +113,30 @@ class Command(BaseCommand):
         if quiet:
             self.stdout.write(json.dumps(results, indent=2))
             return
-        self.stdout.write(f"\n{results['dataset']}: {results['documents']} documents, "
-                          f"{results['sources']} with related sets, provider "
-                          f"{results['provider']}")
+        self.stdout.write(
+            f"\n{results['dataset']}: {results['documents']} documents, "
+            f"{results['sources']} with related sets, provider "
+            f"{results['provider']}"
+        )
         self.stdout.write(f"{'method':<10}{f'nDCG@{k}':>10}{f'R@{k}':>10}{'ms/doc':>9}")
         for method, m in results["methods"].items():
-            self.stdout.write(f"{method:<10}{m[f'ndcg@{k}']:>10.3f}{m[f'recall@{k}']:>10.3f}"
-                              f"{m['ms_per_document']:>9}")
+            self.stdout.write(
+                f"{method:<10}{m[f'ndcg@{k}']:>10.3f}{m[f'recall@{k}']:>10.3f}"
+                f"{m['ms_per_document']:>9}"
+            )
 
 
-def _run(qrels: dict[str, dict[str, int]], *, method: RelatedMethod,
-         k: int) -> dict[str, dict[str, float]]:
+def _run(
+    qrels: dict[str, dict[str, int]], *, method: RelatedMethod, k: int
+) -> dict[str, dict[str, float]]:
     """Related documents of every judged source, as a TREC run."""
     from documents.models import Document
 
     by_source = {
         path.removeprefix("beir:"): document
         for document in Document.objects.filter(
-            source_path__in=[f"beir:{doc}" for doc in qrels]).only("pk", "source_path")
+            source_path__in=[f"beir:{doc}" for doc in qrels]
+        ).only("pk", "source_path")
         for path in [document.source_path]
     }
     ids = dict(Document.objects.values_list("pk", "source_path"))
@@ -132,8 +147,10 @@ def _run(qrels: dict[str, dict[str, int]], *, method: RelatedMethod,
             continue
         related = related_documents(user=user, document=document, k=k, method=method)
         # Scores must fall with rank for trec_eval; rank order is the truth.
-        run[source] = {ids[r.document_id].removeprefix("beir:"): float(k - rank)
-                       for rank, r in enumerate(related)}
+        run[source] = {
+            ids[r.document_id].removeprefix("beir:"): float(k - rank)
+            for rank, r in enumerate(related)
+        }
     return run
 
 

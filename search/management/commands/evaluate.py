@@ -32,11 +32,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", required=True, type=Path)
         parser.add_argument("--modes", default="keyword,semantic,hybrid")
-        parser.add_argument("--provider", default=None,
-                            help="Embedding provider (default: EMBEDDING_PROVIDER).")
+        parser.add_argument(
+            "--provider", default=None, help="Embedding provider (default: EMBEDDING_PROVIDER)."
+        )
         parser.add_argument("--json", action="store_true", help="Print JSON only.")
-        parser.add_argument("--rebuild", action="store_true",
-                            help="Index the corpus again instead of reusing it.")
+        parser.add_argument(
+            "--rebuild", action="store_true", help="Index the corpus again instead of reusing it."
+        )
         parser.add_argument("--max-queries", type=int, default=None)
         parser.add_argument("--split", default="test")
 
@@ -63,17 +65,28 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         quiet = options["json"]
         started = time.perf_counter()
-        bar = tqdm(total=len(dataset.corpus), unit="doc", disable=quiet,
-                   desc=f"indexing {dataset.name}", file=self.stderr._out)
-        indexed = index_dataset(dataset, rebuild=options["rebuild"],
-                                progress=lambda done, total: bar.update(done - bar.n))
+        bar = tqdm(
+            total=len(dataset.corpus),
+            unit="doc",
+            disable=quiet,
+            desc=f"indexing {dataset.name}",
+            file=self.stderr._out,
+        )
+        indexed = index_dataset(
+            dataset,
+            rebuild=options["rebuild"],
+            progress=lambda done, total: bar.update(done - bar.n),
+        )
         bar.close()
         index_seconds = time.perf_counter() - started
         user = _evaluation_user()
         results: dict[str, Any] = {
-            "dataset": dataset.name, "provider": embedder.name,
-            "documents": len(dataset.corpus), "indexed_now": indexed,
-            "index_seconds": round(index_seconds, 1), "modes": {},
+            "dataset": dataset.name,
+            "provider": embedder.name,
+            "documents": len(dataset.corpus),
+            "indexed_now": indexed,
+            "index_seconds": round(index_seconds, 1),
+            "modes": {},
         }
         for mode in modes:
             started = time.perf_counter()
@@ -88,11 +101,14 @@ class Command(BaseCommand):
         self.stdout.write(
             f"\n{dataset.name}: {len(dataset.corpus)} documents, provider {embedder.name}"
         )
-        self.stdout.write(f"{'mode':<10}{'nDCG@10':>10}{'R@100':>10}{'MRR@10':>10}"
-                          f"{'queries':>9}{'ms/q':>8}")
+        self.stdout.write(
+            f"{'mode':<10}{'nDCG@10':>10}{'R@100':>10}{'MRR@10':>10}{'queries':>9}{'ms/q':>8}"
+        )
         for mode, m in results["modes"].items():
-            self.stdout.write(f"{mode:<10}{m['ndcg@10']:>10.3f}{m['recall@100']:>10.3f}"
-                              f"{m['mrr@10']:>10.3f}{m['queries']:>9}{m['ms_per_query']:>8}")
+            self.stdout.write(
+                f"{mode:<10}{m['ndcg@10']:>10.3f}{m['recall@100']:>10.3f}"
+                f"{m['mrr@10']:>10.3f}{m['queries']:>9}{m['ms_per_query']:>8}"
+            )
 
 
 def _evaluation_user() -> Any:
