@@ -70,6 +70,24 @@ def evaluation_database_name(dataset: str, provider: str) -> str:
     return f"{base}_eval_{slug}"[:63]
 
 
+def open_evaluation_database(dataset: BeirDataset, provider: str | None) -> Any:
+    """Use ``provider`` and the dataset's own database (migrated); return the embedder.
+
+    Raises ValueError for an unknown provider.
+    """
+    from django.core.management import call_command
+
+    from config.database import switch_database
+    from documents.embeddings import create_embedder, set_embedder
+
+    name = provider or settings.EMBEDDING_PROVIDER
+    embedder = create_embedder(name)
+    set_embedder(embedder)
+    switch_database(evaluation_database_name(dataset.name, name))
+    call_command("migrate", verbosity=0)
+    return embedder
+
+
 def index_dataset(
     dataset: BeirDataset, *, rebuild: bool, progress: Callable[[int, int], None] | None = None
 ) -> int:

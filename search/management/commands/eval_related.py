@@ -10,9 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.database import switch_database
-from documents.embeddings import create_embedder, set_embedder
-from search.evaluation import evaluation_database_name, index_dataset, load_beir
+from search.evaluation import index_dataset, load_beir, open_evaluation_database
 from search.related import RelatedMethod, related_documents
 
 
@@ -67,7 +65,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print JSON only.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from django.conf import settings
 
         try:
             methods = [RelatedMethod(m.strip()) for m in options["methods"].split(",") if m.strip()]
@@ -80,16 +77,10 @@ class Command(BaseCommand):
                 f"{dataset.name} has no query with two or more relevant "
                 "documents: nothing to evaluate"
             )
-        provider_name = options["provider"] or settings.EMBEDDING_PROVIDER
         try:
-            embedder = create_embedder(provider_name)
+            embedder = open_evaluation_database(dataset, options["provider"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        set_embedder(embedder)
-        switch_database(evaluation_database_name(dataset.name, provider_name))
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
         indexed = index_dataset(dataset, rebuild=False)
         results: dict[str, Any] = {
             "dataset": dataset.name,

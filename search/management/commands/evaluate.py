@@ -10,13 +10,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from config.database import switch_database
-from documents.embeddings import create_embedder, set_embedder
 from search.backends import SearchMode
 from search.evaluation import (
-    evaluation_database_name,
     index_dataset,
     load_beir,
+    open_evaluation_database,
     run_queries,
     score_run,
 )
@@ -51,18 +49,10 @@ class Command(BaseCommand):
             dataset = load_beir(options["dataset"], split=options["split"])
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        from django.conf import settings
-
-        provider_name = options["provider"] or settings.EMBEDDING_PROVIDER
         try:
-            embedder = create_embedder(provider_name)
+            embedder = open_evaluation_database(dataset, options["provider"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        set_embedder(embedder)
-        switch_database(evaluation_database_name(dataset.name, provider_name))
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
         quiet = options["json"]
         started = time.perf_counter()
         bar = tqdm(
