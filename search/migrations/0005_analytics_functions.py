@@ -27,21 +27,28 @@ END $$;""",
     r"""CREATE TYPE analytics.semantic_hit AS (document_id bigint, title text, score double precision, rank integer, chunk_id bigint, chunk_matches integer);""",
     r"""CREATE TYPE analytics.hybrid_hit AS (document_id bigint, title text, score double precision, rank integer, keyword_rank integer, keyword_score double precision, semantic_rank integer, semantic_score double precision, chunk_id bigint);""",
     r"""CREATE TYPE analytics.related_hit AS (document_id bigint, title text, score double precision, rank integer, possible_duplicate boolean, source_passage text, related_passage text);""",
-    r"""CREATE FUNCTION analytics.hangul_ratio(query text)
-RETURNS double precision
+    r"""CREATE FUNCTION analytics.detect_language(query text)
+RETURNS text
 LANGUAGE sql
 IMMUTABLE
 AS $fn$
-    SELECT CASE WHEN c.hangul + c.other = 0 THEN 0.0::float8
-                ELSE c.hangul::float8 / (c.hangul + c.other) END
+    SELECT CASE WHEN c.letters = 0 THEN 'en'
+                WHEN c.hangul::float8 / c.letters >= 0.2
+                     AND c.latin::float8 / c.letters >= 0.2 THEN 'mixed'
+                WHEN c.hangul > c.latin THEN 'ko'
+                ELSE 'en' END
     FROM (
-        SELECT length(regexp_replace(n.t, '[^\u1100-\u11ff\u3131-\u318e\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]', '', 'g')) AS hangul,
-               length(regexp_replace(n.t, '[^[:alpha:]]|[\u1100-\u11ff\u3131-\u318e\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]', '', 'g')) AS other
+        SELECT h.hangul, length(regexp_replace(n.t, '[^A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]', '', 'g')) AS latin,
+               h.hangul + length(regexp_replace(n.t, '[^[:alpha:]]|[\u1100-\u11ff\u3131-\u318e\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]', '', 'g'))
+                   AS letters
         FROM (SELECT normalize(coalesce(query, ''), NFKC) AS t) n
+        CROSS JOIN LATERAL (
+            SELECT length(regexp_replace(n.t, '[^\u1100-\u11ff\u3131-\u318e\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]', '', 'g')) AS hangul
+        ) h
     ) c
 $fn$;""",
-    r"""REVOKE ALL ON FUNCTION analytics.hangul_ratio(query text) FROM PUBLIC;""",
-    r"""COMMENT ON FUNCTION analytics.hangul_ratio(query text) IS 'Share of Hangul among the letters of a text, as search.analysis.hangul_ratio.';""",
+    r"""REVOKE ALL ON FUNCTION analytics.detect_language(query text) FROM PUBLIC;""",
+    r"""COMMENT ON FUNCTION analytics.detect_language(query text) IS '''ko'', ''en'' or ''mixed'' from the Hangul and Latin letter shares, as search.analysis.detect_language.';""",
     r"""CREATE FUNCTION analytics.english_terms(query text)
 RETURNS text[]
 LANGUAGE sql
@@ -60,12 +67,14 @@ SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $fn$
     SELECT coalesce(s.semantic_weight_override,
-                    r.ratio * s.semantic_weight_ko + (1 - r.ratio) * s.semantic_weight_en)
+                    CASE analytics.detect_language(query)
+                        WHEN 'mixed' THEN least(s.semantic_weight_ko, s.semantic_weight_en)
+                        WHEN 'ko' THEN s.semantic_weight_ko
+                        ELSE s.semantic_weight_en END)
     FROM analytics_private.search_settings s
-    CROSS JOIN (SELECT analytics.hangul_ratio(query) AS ratio) r
 $fn$;""",
     r"""REVOKE ALL ON FUNCTION analytics.semantic_weight(query text) FROM PUBLIC;""",
-    r"""COMMENT ON FUNCTION analytics.semantic_weight(query text) IS 'Weight of the semantic leg of hybrid search for a query, as the app chooses it (the provider''s weight per language, blended by Hangul share).';""",
+    r"""COMMENT ON FUNCTION analytics.semantic_weight(query text) IS 'Weight of the semantic leg of hybrid search for a query, as the app chooses it (the provider''s weight for its language; the lesser one if mixed).';""",
     r"""CREATE FUNCTION analytics.keyword_search(terms text[], k integer DEFAULT 10)
 RETURNS SETOF analytics.keyword_hit
 LANGUAGE plpgsql
