@@ -213,12 +213,18 @@ class DocumentTerm(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="terms")
     term = models.CharField(max_length=64)
     tf = models.FloatField()
+    #: The document's BM25 length (``Document.term_count``), written with the
+    #: postings, so that ranking reads the postings alone.
+    doc_length = models.FloatField(default=0)
 
     class Meta:
         constraints = [
-            # Covering index: BM25 reads (term -> document, tf) without the heap.
+            # Covering index: BM25 reads (term -> document, tf, length) without
+            # the heap and without joining the documents.
             models.UniqueConstraint(
-                fields=["term", "document"], include=["tf"], name="term_postings"
+                fields=["term", "document"],
+                include=["tf", "doc_length"],
+                name="term_postings",
             )
         ]
 

@@ -707,7 +707,10 @@ PREVIOUS_SQL = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [("search", "{dependency}")]
+    dependencies = [
+        ("search", "{dependency}"),
+        ("documents", "{documents}"),
+    ]
 
     operations = [migrations.RunSQL(FUNCTIONS_SQL, PREVIOUS_SQL)]
 '''
@@ -738,6 +741,8 @@ def write_functions_migration(directory: Path | None = None) -> Path:
     if len(leaves) != 1:
         raise RuntimeError(f"search has {len(leaves)} leaf migrations; merge them first")
     leaf = leaves[0][1]
+    # The functions read the documents app's tables as they are now.
+    (documents_leaf,) = loader.graph.leaf_nodes("documents")
     previous = [DROP_FUNCTIONS_SQL]
     for key in sorted(k for k in loader.disk_migrations if k[0] == "search"):
         module = importlib.import_module(type(loader.disk_migrations[key]).__module__)
@@ -749,6 +754,7 @@ def write_functions_migration(directory: Path | None = None) -> Path:
             statements=_python_strings(functions_sql()),
             previous=_python_strings(previous),
             dependency=leaf,
+            documents=documents_leaf[1],
         ),
         encoding="utf-8",
     )

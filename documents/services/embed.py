@@ -209,9 +209,14 @@ def _store(item: _Prepared, vectors: np.ndarray, model_name: str) -> int:
                 "DELETE FROM documents_documentterm WHERE document_id = %s", [item.document_id]
             )
             cursor.execute(
-                "INSERT INTO documents_documentterm (document_id, term, tf)"
-                " SELECT %s, t, f FROM unnest(%s::text[], %s::float8[]) AS u(t, f)",
-                [item.document_id, list(item.postings), [float(v) for v in item.postings.values()]],
+                "INSERT INTO documents_documentterm (document_id, term, tf, doc_length)"
+                " SELECT %s, t, f, %s FROM unnest(%s::text[], %s::float8[]) AS u(t, f)",
+                [
+                    item.document_id,
+                    item.term_count,
+                    list(item.postings),
+                    [float(v) for v in item.postings.values()],
+                ],
             )
         Document.objects.filter(pk=item.document_id).update(
             status=Document.Status.READY,

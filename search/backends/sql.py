@@ -83,6 +83,10 @@ def keyword_ctes(query: ParsedQuery, *, limit: int) -> Fragment:
     idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))  (Lucene's non-negative idf),
     with N, df and avgdl counted over ``base`` only. Robertson & Zaragoza,
     "The Probabilistic Relevance Framework: BM25 and Beyond" (2009).
+
+    One pass over the postings (an index-only scan of ``term_postings``,
+    which carries tf and the document length) yields every term's df as a
+    window count, so the documents table is read only for N and avgdl.
     """
     params: list[object] = [list(query.terms)]
     sql = f"""
@@ -91,21 +95,19 @@ def keyword_ctes(query: ParsedQuery, *, limit: int) -> Fragment:
         FROM documents_document d
         WHERE d.id IN (SELECT id FROM base) AND d.term_count > 0
     ),
-    kw_post AS MATERIALIZED (
-        SELECT p.document_id, p.term, p.tf
+    kw_post AS (
+        SELECT p.document_id, p.tf, p.doc_length,
+               count(*) OVER (PARTITION BY p.term)::float8 AS df
         FROM documents_documentterm p
         WHERE p.term = ANY(%s::text[]) AND p.document_id IN (SELECT id FROM base)
     ),
-    kw_df AS (SELECT term, count(*)::float8 AS df FROM kw_post GROUP BY term),
     kw_scored AS (
         SELECT p.document_id,
-               sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5))
+               sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))
                    * p.tf * {BM25_K1 + 1}
-                   / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * d.term_count
+                   / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.doc_length
                                            / greatest(s.avgdl, 1)))) AS score
         FROM kw_post p
-        JOIN kw_df f ON f.term = p.term
-        JOIN documents_document d ON d.id = p.document_id
         CROSS JOIN kw_stats s
         GROUP BY p.document_id
     ),

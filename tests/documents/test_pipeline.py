@@ -75,6 +75,9 @@ def assert_index_matches_text(document: Document, model_name: str) -> None:
     assert document.status == Document.Status.READY
     assert document.embedded_hash == document.content_hash
     assert document.embedding_model == model_name
+    # BM25 reads the length from the postings: it must be the document's own.
+    lengths = set(document.terms.values_list("doc_length", flat=True))
+    assert lengths == {document.term_count}
 
 
 class FailingProvider(FakeProvider):
