@@ -106,10 +106,7 @@ class HybridBackend(SearchBackend):
             semantic_weight=weight,
             fusion=settings.SEARCH_FUSION,
             limit=limit,
-        )
-        select_sql = select_sql.replace(
-            "count(*) OVER () AS total",
-            "count(*) OVER () AS total, (SELECT count(*) FROM sem_nn), (SELECT count(*) FROM sem)",
+            candidate_counts=True,
         )
         sql, params = compose(
             base_cte(queryset, query),

@@ -182,7 +182,12 @@ def semantic_ctes(
 
 
 def hybrid_select(
-    *, keyword_weight: float, semantic_weight: float, fusion: str, limit: int
+    *,
+    keyword_weight: float,
+    semantic_weight: float,
+    fusion: str,
+    limit: int,
+    candidate_counts: bool = False,
 ) -> Fragment:
     """Fuse ``kw`` and ``sem`` into one ranking.
 
@@ -190,6 +195,10 @@ def hybrid_select(
     its maximum, cosine min-max scaled), as in Bruch et al., "An Analysis of
     Fusion Functions for Hybrid Retrieval" (2023). ``rrf``: weighted
     reciprocal rank fusion, w / (60 + rank).
+
+    ``candidate_counts`` adds the number of nearest chunks and of semantic
+    documents found, which tell the caller whether a selective filter starved
+    the index scan.
     """
     if fusion == "rrf":
         fused = (
@@ -202,11 +211,14 @@ def hybrid_select(
             " + %s * coalesce((s.score - sm.lo) / nullif(sm.hi - sm.lo, 0),"
             " CASE WHEN s.score IS NULL THEN 0 ELSE 1 END)"
         )
+    counts = (
+        ", (SELECT count(*) FROM sem_nn), (SELECT count(*) FROM sem)" if candidate_counts else ""
+    )
     sql = f"""
     SELECT coalesce(k.document_id, s.document_id) AS document_id,
            {fused} AS fused,
            k.rank, k.score, s.rank, s.score, s.chunk_id, coalesce(s.matches, 0),
-           count(*) OVER () AS total
+           count(*) OVER () AS total{counts}
     FROM kw k
     FULL OUTER JOIN sem s ON s.document_id = k.document_id
     CROSS JOIN (SELECT max(score) AS hi FROM kw) km

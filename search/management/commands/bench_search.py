@@ -47,6 +47,9 @@ class Command(BaseCommand):
         dataset: Path = options["dataset"]
         if not (dataset / "corpus.jsonl").is_file():
             raise CommandError(f"{dataset}: not a BEIR folder")
+        # Latencies on two cores double under load: say how quiet the machine
+        # was (read before building the corpus, which loads it by itself).
+        load = os.getloadavg()[0]
         embedder = get_embedder()
         switch_database(f"{settings.DATABASES['default']['NAME']}_bench_search")
         from django.core.management import call_command
@@ -58,8 +61,6 @@ class Command(BaseCommand):
         if options["rebuild"] or have < options["chunks"]:
             build_corpus(dataset, embedder, options["chunks"], self.stderr._out)
         queries = _queries(dataset, options["queries"])
-        # Latencies on two cores double under load: say how quiet it was.
-        load = os.getloadavg()[0]
         result = run_benchmark(queries, embedder)
         result["load_average"] = load
         result["cpus"] = os.cpu_count()
@@ -75,7 +76,7 @@ class Command(BaseCommand):
             f" hnsw.ef_search={r['ef_search']}"
         )
         self.stdout.write(
-            f"load average before timing: {r['load_average']:.2f} on {r['cpus']} CPUs"
+            f"load average at start: {r['load_average']:.2f} on {r['cpus']} CPUs"
             + ("  (busy machine: latencies are inflated)" if r["load_average"] > 1 else "")
         )
         self.stdout.write(
