@@ -1,4 +1,4 @@
-"""Request-wide policies: login required, Content-Security-Policy, rate limits."""
+"""Request-wide policies: login required, API tokens, Content-Security-Policy, rate limits."""
 
 from __future__ import annotations
 
@@ -28,8 +28,37 @@ class LoginRequiredMiddleware:
         if request.user.is_authenticated or request.path.startswith(_OPEN_PREFIXES):
             return self.get_response(request)
         if request.path.startswith("/api/"):
-            return JsonResponse({"error": "authentication required"}, status=401)
+            response = JsonResponse({"error": "authentication required"}, status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="api"'
+            return response
         return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+
+
+class ApiTokenMiddleware:
+    """Authenticate ``/api/`` requests that carry ``Authorization: Bearer <key>``.
+
+    The token acts as its user for the API only (pages and the admin still
+    want a session). A request with a bad, expired or revoked key gets a 401
+    even if it also has a session: a client that sends a key means that key.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        header = request.headers.get("Authorization", "")
+        if not request.path.startswith("/api/") or not header:
+            return self.get_response(request)
+        from search.services import api_token_authenticate
+
+        scheme, _, key = header.partition(" ")
+        user = api_token_authenticate(key.strip()) if scheme.lower() == "bearer" else None
+        if user is None:
+            response = JsonResponse({"error": "invalid, expired or revoked API token"}, status=401)
+            response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return response
+        request.user = user
+        return self.get_response(request)
 
 
 class ContentSecurityPolicyMiddleware:

@@ -1,11 +1,16 @@
-"""Writes of the search app: the query log and the result-click log."""
+"""Writes of the search app: the query log, the result-click log, API tokens."""
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import logging
-from typing import TYPE_CHECKING
+import secrets
+from typing import TYPE_CHECKING, Final
 
-from search.models import SearchQueryLog, SearchResultClick
+from django.utils import timezone
+
+from search.models import ApiToken, SearchQueryLog, SearchResultClick
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -66,3 +71,47 @@ def search_click_create(
     return SearchResultClick.objects.create(
         search=search, user=owner, document_id=document_id, rank=rank
     )
+
+
+#: Every key starts with this, so a leaked key is recognisable (secret scanners).
+API_KEY_PREFIX: Final = "dsk_"
+#: ``last_used_at`` is written at most this often per token.
+_LAST_USED_RESOLUTION: Final = datetime.timedelta(minutes=1)
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def api_token_issue(token: ApiToken) -> str:
+    """Give an unsaved ``token`` a new key, save it, and return the key.
+
+    The key is returned only here: the database keeps its digest.
+    """
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    token.prefix = key[: len(API_KEY_PREFIX) + 6]
+    token.digest = _digest(key)
+    token.save()
+    logger.info("API token %s created for user %s", token.prefix, token.user_id)
+    return key
+
+
+def api_token_create(
+    *, user: AbstractBaseUser, name: str, expires_at: datetime.datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; return it with its key (shown only now)."""
+    token = ApiToken(user=user, name=name, expires_at=expires_at)
+    return token, api_token_issue(token)
+
+
+def api_token_authenticate(key: str) -> AbstractBaseUser | None:
+    """The active user a valid, unexpired key belongs to, else None."""
+    if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=_digest(key)).first()
+    if token is None or token.is_expired or not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user
