@@ -26,6 +26,7 @@ from search.clustering_services import (
     ClusterView,
     clustering_report,
     clustering_run_queue,
+    clustering_runs_reap,
     csv_rows,
     embedding_model_choices,
     near_duplicate_pairs,
@@ -205,6 +206,7 @@ class ClusteringRunAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        clustering_runs_reap()
         extra_context = {
             **(extra_context or {}),
             "duplicates_url": reverse("admin:search_clusteringrun_duplicates"),
@@ -248,6 +250,7 @@ class ClusteringRunAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        clustering_runs_reap()  # A dead run's report would refresh forever.
         run = self._run(request, object_id)
         report = clustering_report(run=run, user=request.user)
         _link_clusters(report.clusters)

@@ -13,6 +13,7 @@ filtered by ``Document.objects.visible_to(user)``.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from search.clustering import (
     surface_forms,
 )
 from search.models import Cluster, ClusteringRun, ClusterMembership
+from search.tasks import CLUSTERING_TIME_LIMIT
 from search.tasks import clustering_run as clustering_run_task
 
 if TYPE_CHECKING:
@@ -240,7 +242,35 @@ def _summary(inputs: ClusteringInputs, result: ClusteringResult) -> str:
 
 def _update(run_id: int, **fields: Any) -> None:
     """Write progress in a statement of its own (autocommit outside atomic)."""
-    ClusteringRun.objects.filter(pk=run_id).update(**fields)
+    ClusteringRun.objects.filter(pk=run_id).update(**fields, updated_at=timezone.now())
+
+
+def clustering_runs_reap() -> int:
+    """Fail the running runs whose worker is gone; return how many.
+
+    A run that has written no progress for longer than the task's hard time
+    limit cannot still be running: its worker was killed (time limit, out of
+    memory, a host that went away) and the run would show "running" forever.
+    If the broker delivers the task again, the run simply starts over.
+    """
+    silent_since = timezone.now() - datetime.timedelta(seconds=CLUSTERING_TIME_LIMIT)
+    stale = ClusteringRun.objects.filter(
+        status=ClusteringRun.Status.RUNNING, updated_at__lt=silent_since
+    )
+    reaped = stale.update(
+        status=ClusteringRun.Status.FAILED,
+        error=(
+            "The worker running this clustering stopped without finishing (no progress "
+            f"for over {CLUSTERING_TIME_LIMIT // 60} minutes). Start a new run; for a "
+            "large collection, narrow the scope or use k-means with a fixed k."
+        ),
+        message="",
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+    if reaped:
+        logger.warning("Marked %d stalled clustering run(s) failed", reaped)
+    return reaped
 
 
 def _fail(run_id: int, error: str) -> None:

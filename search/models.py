@@ -119,6 +119,9 @@ class ClusteringRun(models.Model):
         related_name="+",
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    #: Last progress written by the task: a running run silent for longer
+    #: than the task's time limit has lost its worker.
+    updated_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

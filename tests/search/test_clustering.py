@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import random
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from django.utils import timezone
 from sklearn.metrics import adjusted_rand_score
 
 from documents.models import Document
@@ -21,9 +23,11 @@ from search.clustering_services import (
     clustering_report,
     clustering_run_execute,
     clustering_run_queue,
+    clustering_runs_reap,
     near_duplicate_pairs,
 )
 from search.models import Cluster, ClusteringRun, ClusterMembership
+from search.tasks import CLUSTERING_TIME_LIMIT
 from search.tasks import clustering_run as clustering_run_task
 from tests.factories import make_document
 
@@ -662,6 +666,39 @@ class TestClusteringAdmin:
         page = client.get(reverse("admin:search_clusteringrun_change", args=[run.pk]))
         assert page.status_code == 200
         assert "No documents in scope (tag “none”)." in page.content.decode()
+
+
+class TestStalledRuns:
+    def test_a_run_whose_worker_died_is_failed_with_a_reason(
+        self, client: Client, admin_user: User, topic_documents: dict[str, list[Document]]
+    ) -> None:
+        """A run silent past the task's time limit is failed when the admin looks."""
+        long_ago = timezone.now() - datetime.timedelta(seconds=CLUSTERING_TIME_LIMIT + 60)
+        dead = ClusteringRun.objects.create(
+            status=ClusteringRun.Status.RUNNING, progress=40, updated_at=long_ago
+        )
+        alive = ClusteringRun.objects.create(status=ClusteringRun.Status.RUNNING, progress=40)
+        waiting = ClusteringRun.objects.create(updated_at=long_ago)  # Queued: may just wait.
+        client.force_login(admin_user)
+        page = client.get(reverse("admin:search_clusteringrun_change", args=[dead.pk]))
+        assert "stopped without finishing" in page.content.decode()
+        assert 'http-equiv="refresh"' not in page.content.decode()
+        statuses = dict(ClusteringRun.objects.values_list("pk", "status"))
+        assert statuses == {
+            dead.pk: ClusteringRun.Status.FAILED,
+            alive.pk: ClusteringRun.Status.RUNNING,
+            waiting.pk: ClusteringRun.Status.QUEUED,
+        }
+        # If the broker delivers the task again after all, the run starts over.
+        clustering_run_execute(run_id=dead.pk)
+        dead.refresh_from_db()
+        assert dead.status == ClusteringRun.Status.DONE
+        assert dead.error == ""
+
+    def test_progress_keeps_a_run_alive(self, topic_documents: dict[str, list[Document]]) -> None:
+        run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
+        assert timezone.now() - run.updated_at < datetime.timedelta(minutes=1)
+        assert clustering_runs_reap() == 0
 
 
 class TestClusterLinks:
