@@ -38,6 +38,7 @@ test: install browsers
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 stress: install
 	$(PY) -m pytest -m stress -p no:cacheprovider

@@ -18,7 +18,9 @@ from config.middleware import login_username, setting_rate
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    View = Callable[..., HttpResponse]
+    from django.http.response import HttpResponseBase
+
+    View = Callable[..., HttpResponseBase]
 
 _ERROR_PAGE: Final = (
     '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

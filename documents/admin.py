@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from django.contrib import admin, messages
 from django.db.models import Count
@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from documents.forms import DocumentAdminForm
-from documents.models import Chunk, Document
+from documents.models import Chunk, Document, DocumentQuerySet
 from documents.services import documents_reembed
 from search.admin import ClusterListFilter
 from search.analysis import detect_language
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 class ChunkInline(admin.TabularInline):
     model = Chunk
-    fields = ["position", "preview", "start_offset", "end_offset", "token_count", "embedding_model"]
+    fields = ("position", "preview", "start_offset", "end_offset", "token_count", "embedding_model")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -134,10 +134,9 @@ class DocumentAdmin(admin.ModelAdmin):
     actions = ["reembed_selected", "retry_failed"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Document]:
+        documents = cast("DocumentQuerySet", super().get_queryset(request))
         return (
-            super()
-            .get_queryset(request)
-            .visible_to(request.user)
+            documents.visible_to(request.user)
             .defer("text", "embedding")
             .annotate(_chunk_count=Count("chunks"))
         )

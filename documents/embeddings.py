@@ -79,9 +79,12 @@ class SentenceTransformerProvider(EmbeddingProvider):
         self._model = SentenceTransformer(path, device=device, local_files_only=True)
         self._batch_size = batch_size
         self.name = model or "sentence-transformers/all-MiniLM-L6-v2"
-        self.dimensions = int(self._model.get_embedding_dimension())
+        dimensions, max_length = self._model.get_embedding_dimension(), self._model.max_seq_length
+        if dimensions is None or max_length is None:
+            raise EmbeddingProviderError(f"{self.name}: the model states no dimension or length")
+        self.dimensions = int(dimensions)
         # The model adds [CLS] and [SEP] to what it reads.
-        self.max_tokens = int(self._model.max_seq_length) - 2
+        self.max_tokens = int(max_length) - 2
         if "multilingual" in self.name.lower():
             self.semantic_weights = {"en": 0.5, "ko": 0.3}
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from pgvector.django import VectorField
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 def content_hash_of(title: str, text: str) -> str:
@@ -37,7 +37,7 @@ class TimestampedModel(models.Model):
 
 
 class DocumentQuerySet(models.QuerySet["Document"]):
-    def visible_to(self, user: AbstractBaseUser | AnonymousUser | None) -> DocumentQuerySet:
+    def visible_to(self, user: User | AnonymousUser | None) -> DocumentQuerySet:
         """Documents ``user`` may see: the single visibility filter of every read.
 
         A document without groups is visible to every active user; one with
@@ -52,7 +52,7 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         member = Exists(
             through.filter(
                 document_id=OuterRef("pk"),
-                group_id__in=user.groups.values("pk"),  # type: ignore[union-attr]
+                group_id__in=user.groups.values("pk"),
             )
         )
         return self.filter(~restricted | member | Q(owner_id=user.pk))

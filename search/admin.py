@@ -68,7 +68,7 @@ class ClusteringRunForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["embedding_model"].choices = [
+        self.fields["embedding_model"].choices = [  # type: ignore[attr-defined]
             ("", "The one model in scope"),
             *embedding_model_choices(),
         ]
@@ -317,19 +317,23 @@ class ApiTokenAdmin(admin.ModelAdmin):
         tokens = super().get_queryset(request)
         return tokens if request.user.is_superuser else tokens.filter(user=request.user)
 
-    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ["user", "name", "expires_at"]
-        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at"]
+            return ("user", "name", "expires_at")
+        return ("user", "name", "prefix", "created_at", "last_used_at", "expires_at")
 
-    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
-        return [] if obj is None else ["user", "prefix", "created_at", "last_used_at"]
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ApiToken | None = None
+    ) -> tuple[str, ...]:
+        return () if obj is None else ("user", "prefix", "created_at", "last_used_at")
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "user":
             kwargs["initial"] = request.user.pk
             if not request.user.is_superuser:
-                kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
+                kwargs["queryset"] = get_user_model().objects.filter(
+                    username=request.user.get_username()
+                )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:

@@ -255,9 +255,9 @@ def analyze_many(texts: Sequence[str]) -> list[list[str]]:
 
     for slots in slots_per_text:
         merged: list[str] = []
-        for terms in slots:
-            if terms:
-                merged.extend(terms)
+        for piece_terms in slots:
+            if piece_terms:
+                merged.extend(piece_terms)
         results.append(merged)
     return results
 

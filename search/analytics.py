@@ -858,7 +858,7 @@ def _utility(cursor: Any, template: str, **parts: object) -> None:
 
     composed = sql.SQL(template).format(
         **{
-            key: sql.Identifier(value) if key in ("role", "database") else sql.Literal(value)
+            key: sql.Identifier(str(value)) if key in ("role", "database") else sql.Literal(value)
             for key, value in parts.items()
         }
     )

@@ -44,10 +44,11 @@ from search.tasks import CLUSTERING_TIME_LIMIT
 from search.tasks import clustering_run as clustering_run_task
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import User as AuthUser
     from django.db.models import QuerySet
 
-    User = AbstractBaseUser | AnonymousUser
+    User = AuthUser | AnonymousUser
 
 logger = logging.getLogger(__name__)
 

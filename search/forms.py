@@ -101,7 +101,7 @@ class SearchForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
-    owner = forms.ModelChoiceField(
+    owner: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
         queryset=None,  # Set in __init__: the user model is not ready at import.
         to_field_name="username",
         required=False,

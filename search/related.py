@@ -24,10 +24,10 @@ from django.utils.text import Truncator
 
 from documents.models import Document
 from search.backends.semantic import set_hnsw_options
-from search.backends.sql import base_cte
+from search.backends.sql import Fragment, base_cte
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser, User
     from django.db.models import QuerySet
 
 __all__ = [
@@ -93,7 +93,7 @@ class _Source:
 
 def related_documents(
     *,
-    user: AbstractBaseUser | AnonymousUser | None,
+    user: User | AnonymousUser | None,
     document: Document,
     k: int = 5,
     method: RelatedMethod | str = DEFAULT_METHOD,
@@ -185,7 +185,7 @@ def _statement(
     k: int,
     candidates: int,
     exact: bool,
-) -> tuple[str, list[object]]:
+) -> Fragment:
     """The SQL and its parameters, in text order.
 
     ``doc_nn``: nearest documents by the document HNSW index. ``chunk_nn``

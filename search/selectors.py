@@ -17,11 +17,12 @@ from search.highlight import highlight
 from search.query import ParsedQuery, parse_query
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import User as AuthUser
     from django.db.models import QuerySet
     from django.utils.safestring import SafeString
 
-    User = AbstractBaseUser | AnonymousUser
+    User = AuthUser | AnonymousUser
 
 
 @dataclass(slots=True)
@@ -153,7 +154,7 @@ def _load_items(hits: list[SearchHit], parsed: ParsedQuery) -> list[ResultItem]:
         elif hit.chunk_id in semantic_passages:
             text, more = semantic_passages[hit.chunk_id], hit.chunk_matches - 1
         else:
-            text, more = document.head, 0  # type: ignore[attr-defined]
+            text, more = document.head, 0
         items.append(
             ResultItem(
                 document=document,

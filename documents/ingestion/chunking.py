@@ -327,9 +327,10 @@ def _cut_span(
     piece_start = start
     cut = start + target_chars
     while cut < end:
-        cut = _safe_cut(text, cut, piece_start, end)
-        if cut is None:
+        safe = _safe_cut(text, cut, piece_start, end)
+        if safe is None:
             break
+        cut = safe
         pieces.append((piece_start, cut))
         piece_start = cut
         cut = piece_start + target_chars

@@ -655,9 +655,9 @@ def _docx_blocks(element: _Element, parent: DocxDocument | _Cell, *, depth: int)
     # controls (w:sdt: cover pages, tables of contents) are not silently lost.
     for child in element.iterchildren():
         if child.tag == _W_P:
-            yield Paragraph(child, parent).text  # type: ignore[arg-type]
+            yield Paragraph(child, parent).text
         elif child.tag == _W_TBL and depth < _DOCX_MAX_TABLE_DEPTH:
-            yield _docx_table_text(Table(child, parent), depth=depth)  # type: ignore[arg-type]
+            yield _docx_table_text(Table(child, parent), depth=depth)
         elif child.tag == _W_SDT and depth < _DOCX_MAX_TABLE_DEPTH:
             content = child.find(_W_SDT_CONTENT)
             if content is not None:

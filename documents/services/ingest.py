@@ -18,7 +18,7 @@ from search.analysis import detect_language
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from django.contrib.auth.models import AbstractBaseUser, Group
+    from django.contrib.auth.models import Group, User
 
 
 class ImportOutcome(enum.StrEnum):
@@ -45,7 +45,7 @@ def document_create(
     title: str,
     text: str,
     tags: Iterable[str] = (),
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     groups: Iterable[Group] = (),
     source_type: str = Document.SourceType.MANUAL,
 ) -> Document:
@@ -79,7 +79,7 @@ def document_ingest_bytes(
     filename: str,
     source_path: str = "",
     tags: Iterable[str] = (),
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     keep_file: bool = False,
 ) -> IngestResult:
     """Create or update a document from a file's bytes.

@@ -10,7 +10,7 @@ concatenated in text order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from django.core.exceptions import EmptyResultSet
 
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from documents.models import Document
     from search.query import ParsedQuery
 
-Fragment = tuple[str, list[object]]
+#: SQL text with positional placeholders, and its parameters in text order.
+Fragment = tuple[str, list[Any]]
 
 #: Okapi BM25 parameters (Pyserini's defaults, as in the BEIR baselines).
 BM25_K1: Final = 0.9
@@ -44,12 +45,13 @@ def base_cte(queryset: QuerySet[Document], query: ParsedQuery | None = None) -> 
 
 def base_query(queryset: QuerySet[Document], query: ParsedQuery | None = None) -> Fragment:
     """The ``SELECT id`` behind :func:`base_cte`."""
+    params: list[Any]
     try:
-        sql, params = queryset.order_by().values("id").query.sql_with_params()
+        sql, compiled = queryset.order_by().values("id").query.sql_with_params()
+        params = list(compiled)
     except EmptyResultSet:
         # ``.none()`` (no user, no permission) compiles to no SQL at all.
         sql, params = "SELECT NULL::bigint AS id WHERE false", []
-    params = list(params)
     conditions: list[str] = []
     if query is not None:
         for phrase in query.phrases:
@@ -88,7 +90,7 @@ def keyword_ctes(query: ParsedQuery, *, limit: int) -> Fragment:
     which carries tf and the document length) yields every term's df as a
     window count, so the documents table is read only for N and avgdl.
     """
-    params: list[object] = [list(query.terms)]
+    params: list[Any] = [list(query.terms)]
     sql = f"""
     kw_stats AS (
         SELECT count(*)::float8 AS n, coalesce(avg(d.term_count), 1)::float8 AS avgdl
@@ -231,5 +233,5 @@ def hybrid_select(
 def compose(*parts: Fragment, select: Fragment) -> Fragment:
     """``WITH part, part, ... select`` with parameters in text order."""
     ctes = ",\n".join(sql for sql, _ in parts)
-    params: list[object] = [p for _, ps in parts for p in ps]
+    params: list[Any] = [p for _, ps in parts for p in ps]
     return f"WITH {ctes}\n{select[0]}", params + select[1]

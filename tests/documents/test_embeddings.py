@@ -194,6 +194,7 @@ class TestOpenAIProvider:
         )
         assert document.status == Document.Status.READY
         assert document.embedding_model == provider.name
+        assert document.embedding is not None
         assert len(document.embedding) == OPENAI_DIMENSIONS
         chunks = list(document.chunks.all())
         assert chunks

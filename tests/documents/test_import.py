@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from django.contrib.auth.models import User
     from django.test import Client
-    from pytest_django.fixtures import SettingsWrapper
+    from pytest_django.fixtures import Settings as SettingsWrapper
 
     CaptureCallbacks = Callable[..., AbstractContextManager[list[Callable[[], None]]]]
 

@@ -28,7 +28,7 @@ try:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover - hypothesis is in requirements.txt
-    given = None
+    given = None  # type: ignore[assignment]
 
 PROJECT_ROOT: Final[Path] = Path(__file__).resolve().parents[2]
 

@@ -137,11 +137,11 @@ def login(name: str) -> Iterator[psycopg.Connection[Any]]:
         yield session
 
 
-def refused(cursor: Any, statement: str, params: list[Any] | None = None) -> BaseException:
+def refused(cursor: Any, statement: str, params: list[Any] | None = None) -> psycopg.Error:
     """Run a statement that must fail; return PostgreSQL's error."""
     with pytest.raises(DatabaseError) as info, transaction.atomic():
         cursor.execute(statement, params)
-    assert info.value.__cause__ is not None
+    assert isinstance(info.value.__cause__, psycopg.Error)
     return info.value.__cause__
 
 

@@ -28,7 +28,8 @@ MODES = ["keyword", "semantic", "hybrid"]
 
 
 def bearer(key: str) -> dict[str, str]:
-    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+    """Request headers that authenticate with ``key``."""
+    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture
@@ -59,20 +60,23 @@ class TestAuthentication:
         _, member_key = api_token_create(user=user, name="member")
         _, outsider_key = api_token_create(user=other_user, name="outsider")
         params = {"q": "salary bands", "mode": mode}
-        member = client.get("/api/search", params, **bearer(member_key))
-        outsider = client.get("/api/search", params, **bearer(outsider_key))
+        member = client.get("/api/search", params, headers=bearer(member_key))
+        outsider = client.get("/api/search", params, headers=bearer(outsider_key))
         assert member.status_code == outsider.status_code == 200
         assert secret.pk in [r["id"] for r in member.json()["results"]]
         assert [r["id"] for r in outsider.json()["results"]] == [public.pk]
-        assert client.get(f"/api/documents/{secret.pk}", **bearer(outsider_key)).status_code == 404
-        related = client.get(f"/api/documents/{public.pk}/related", **bearer(outsider_key))
+        assert (
+            client.get(f"/api/documents/{secret.pk}", headers=bearer(outsider_key)).status_code
+            == 404
+        )
+        related = client.get(f"/api/documents/{public.pk}/related", headers=bearer(outsider_key))
         assert secret.pk not in [r["document_id"] for r in related.json()["results"]]
 
     def test_the_search_is_logged_as_the_tokens_user(
         self, client: Client, user: User, public: Document
     ) -> None:
         _, key = api_token_create(user=user, name="bot")
-        response = client.get("/api/search", {"q": "survey"}, **bearer(key))
+        response = client.get("/api/search", {"q": "survey"}, headers=bearer(key))
         assert response.status_code == 200
         from search.models import SearchQueryLog
 
@@ -94,7 +98,7 @@ class TestAuthentication:
     ) -> None:
         """A client that sends a key means that key: no fallback to the session."""
         client.force_login(user)
-        response = client.get("/api/search", {"q": "x"}, HTTP_AUTHORIZATION=header)
+        response = client.get("/api/search", {"q": "x"}, headers={"Authorization": header})
         assert response.status_code == 401
         assert response.json() == {"error": "invalid, expired or revoked API token"}
         assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -111,15 +115,15 @@ class TestAuthentication:
         other_user.is_active = False
         other_user.save()
         for key in (expired_key, revoked_key, inactive_key):
-            assert client.get("/api/search", {"q": "x"}, **bearer(key)).status_code == 401
+            assert client.get("/api/search", {"q": "x"}, headers=bearer(key)).status_code == 401
 
     def test_a_token_opens_the_api_only(self, client: Client, admin_user: User) -> None:
         """Pages and the admin still want a session, even for a superuser's token."""
         _, key = api_token_create(user=admin_user, name="bot")
-        search_page = client.get("/search/", {"q": "x"}, **bearer(key))
+        search_page = client.get("/search/", {"q": "x"}, headers=bearer(key))
         assert search_page.status_code == 302
         assert search_page["Location"].startswith(reverse("login"))
-        admin_page = client.get("/admin/", **bearer(key))
+        admin_page = client.get("/admin/", headers=bearer(key))
         assert admin_page.status_code == 302
 
     def test_only_a_digest_is_stored_and_last_use_is_recorded(
@@ -130,7 +134,7 @@ class TestAuthentication:
         assert token.digest == hashlib.sha256(key.encode()).hexdigest()
         assert key not in str(ApiToken.objects.filter(pk=token.pk).values().get())
         assert token.last_used_at is None
-        client.get("/api/search", {"q": "x"}, **bearer(key))
+        client.get("/api/search", {"q": "x"}, headers=bearer(key))
         token.refresh_from_db()
         assert token.last_used_at is not None
 
@@ -159,7 +163,7 @@ class TestCreateCommand:
         assert token.expires_at is not None
         assert token.expires_at - timezone.now() > datetime.timedelta(days=29)
         assert "shown only now" in err.getvalue()
-        assert client.get("/api/search", {"q": "x"}, **bearer(key)).status_code == 200
+        assert client.get("/api/search", {"q": "x"}, headers=bearer(key)).status_code == 200
 
     @pytest.mark.parametrize(
         ("args", "message"),
@@ -201,4 +205,4 @@ class TestAdmin:
         assert "not yours" not in listed.content.decode()
         assert key not in listed.content.decode()
         client.logout()
-        assert client.get("/api/search", {"q": "x"}, **bearer(key)).status_code == 200
+        assert client.get("/api/search", {"q": "x"}, headers=bearer(key)).status_code == 200

@@ -21,7 +21,7 @@ from search.selectors import search_hits, visible_documents
 from tests.factories import make_document
 
 if TYPE_CHECKING:
-    from pytest_django.fixtures import SettingsWrapper
+    from pytest_django.fixtures import Settings as SettingsWrapper
 
     from documents.embeddings import FakeProvider
     from search.backends.sql import VectorQuery

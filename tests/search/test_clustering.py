@@ -263,7 +263,8 @@ class TestDrift:
         previous |= {i: 1 for i in range(11, 16)}
         previous |= {i: 2 for i in range(16, 21)}
         previous |= {i: 3 for i in range(40, 50)}
-        current = {i: 5 for i in range(1, 11)} | {i: 5 for i in range(21, 27)}  # grew
+        current: dict[int, int | None] = {i: 5 for i in range(1, 11)}
+        current |= {i: 5 for i in range(21, 27)}  # grew
         current |= {i: 6 for i in range(11, 16)}  # stable (renumbered)
         current |= {i: 7 for i in range(30, 36)}  # new
         current |= {i: 8 for i in range(40, 45)}  # shrank
@@ -510,7 +511,9 @@ class TestReport:
             "Secret payroll", "payroll ledger audit budget invoice", groups=[hr_group]
         )
         run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
-        number = ClusterMembership.objects.get(run=run, document=secret).cluster.number
+        cluster = ClusterMembership.objects.get(run=run, document=secret).cluster
+        assert cluster is not None
+        number = cluster.number
         hidden = {v.cluster.number: v for v in clustering_report(run=run, user=user).clusters}
         shown = {v.cluster.number: v for v in clustering_report(run=run, user=admin_user).clusters}
         assert hidden[number].label == "" and hidden[number].terms == []

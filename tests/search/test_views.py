@@ -17,7 +17,7 @@ from tests.factories import make_document
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import Group, User
-    from django.http import HttpResponse
+    from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
 
     from documents.models import Document
 
@@ -43,7 +43,7 @@ def api_document_url(document: Document) -> str:
     return reverse("search:api_document", args=[document.pk])
 
 
-def html_of(response: HttpResponse) -> str:
+def html_of(response: TestResponse) -> str:
     return response.content.decode()
 
 
@@ -451,7 +451,7 @@ class TestApi:
         self, logged_in: Client, vacation: Document, expenses: Document
     ) -> None:
         """k is the page size."""
-        data = logged_in.get(api_search_url(), {"q": "days", "mode": "keyword", "k": 1}).json()
+        data = logged_in.get(api_search_url(), {"q": "days", "mode": "keyword", "k": "1"}).json()
         assert data["k"] == 1
         assert len(data["results"]) == 1
         assert data["has_next"] is True
@@ -581,7 +581,7 @@ class TestPagination:
 
     def test_pages_of_ten(self, logged_in: Client, reports: list[Document]) -> None:
         """Fifteen hits make a full first page with a next link and a short second."""
-        params = {"q": "quarterly", "mode": "keyword", "tag": ""}
+        params: dict[str, Any] = {"q": "quarterly", "mode": "keyword", "tag": ""}
         first = logged_in.get(search_url(), params)
         page = first.context["page"]
         assert (len(page.items), page.has_next, page.has_previous) == (10, True, False)
@@ -604,6 +604,6 @@ class TestPagination:
         first = logged_in.get(api_search_url(), {"q": "quarterly", "mode": "keyword"}).json()
         assert (len(first["results"]), first["has_next"]) == (10, True)
         second = logged_in.get(
-            api_search_url(), {"q": "quarterly", "mode": "keyword", "page": 2}
+            api_search_url(), {"q": "quarterly", "mode": "keyword", "page": "2"}
         ).json()
         assert (len(second["results"]), second["has_next"]) == (5, False)

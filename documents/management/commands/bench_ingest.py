@@ -60,7 +60,7 @@ class Command(BaseCommand):
         started = time.perf_counter()
         embedder.embed_texts(inputs)
         bare_seconds = time.perf_counter() - started
-        result = {
+        result: dict[str, Any] = {
             "model": embedder.name,
             "documents": len(rows),
             "chunks": chunks,

@@ -64,7 +64,11 @@ class Command(BaseCommand):
                     counts[outcome] += 1
                     if error:
                         failures.append((path, error))
-                    elif outcome == ImportOutcome.UNCHANGED and not _indexed(document):
+                    elif (
+                        document is not None
+                        and outcome == ImportOutcome.UNCHANGED
+                        and not _indexed(document)
+                    ):
                         # Saved by an earlier run whose indexing never finished
                         # (the run or the database stopped first): queue it again.
                         queued.append(document.pk)

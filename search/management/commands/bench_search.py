@@ -161,7 +161,8 @@ def build_corpus(dataset: Path, embedder: EmbeddingProvider, chunks: int, out: A
                 )
             )
         created = Document.objects.bulk_create([d for d, _ in batch])
-        chunk_rows, postings = [], []
+        chunk_rows: list[tuple[Any, ...]] = []
+        postings: list[tuple[int, str, float, float]] = []
         for document, (_, picks) in zip(created, batch, strict=True):
             offset = 0
             mixed = []
