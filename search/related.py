@@ -59,6 +59,8 @@ DEFAULT_METHOD: Final = RelatedMethod.DOCUMENT
 DUPLICATE_THRESHOLD: Final = 0.95
 #: Possible copies listed at most; the rest of k is real recommendations.
 MAX_DUPLICATES: Final = 2
+#: Related documents on a document page, and the API's default k.
+DEFAULT_K: Final = 5
 #: Largest k served (the API passes the caller's k through).
 MAX_K: Final = 50
 #: Candidates scored per wanted result, before chunk refinement.

@@ -14,4 +14,5 @@ urlpatterns = [
     path("api/search", views.api_search, name="api_search"),
     path("api/documents/<int:pk>", views.api_document, name="api_document"),
     path("api/documents/<int:pk>/related", views.api_related, name="api_related"),
+    path("api/schema", views.api_schema, name="api_schema"),
 ]

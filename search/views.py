@@ -19,7 +19,9 @@ from django.views.decorators.http import require_GET
 from django_ratelimit.decorators import ratelimit
 
 from config.middleware import setting_rate
+from search import related
 from search.forms import ResultClickForm, SearchForm
+from search.openapi import openapi_schema
 from search.related import related_documents
 from search.selectors import document_chunks, document_detail, search_documents
 from search.services import search_click_create, search_log_create
@@ -43,11 +45,6 @@ _JSON_ESCAPES: Final = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u
 search_rate_limit: Final = ratelimit(
     group="search", key="user_or_ip", rate=setting_rate("SEARCH_RATE_LIMIT")
 )
-
-
-#: Related documents listed on a document page, and the most the API gives.
-RELATED_ON_PAGE: Final = 5
-RELATED_MAX: Final = 50
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -123,7 +120,7 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "document": document,
         "chunks": document_chunks(document),
-        "related": related_documents(user=request.user, document=document, k=RELATED_ON_PAGE),
+        "related": related_documents(user=request.user, document=document, k=related.DEFAULT_K),
     }
     return render(request, "search/document.html", context)
 
@@ -218,20 +215,26 @@ def api_related(request: HttpRequest, pk: int) -> HttpResponse:
     document = document_detail(user=request.user, document_id=pk)
     if document is None:
         return _json_error("Document not found.", status=404)
-    raw = request.GET.get("k", str(RELATED_ON_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= RELATED_MAX:
-        return _json_error(f"k must be a whole number from 1 to {RELATED_MAX}.", status=400)
-    related = related_documents(user=request.user, document=document, k=int(raw))
+    raw = request.GET.get("k", str(related.DEFAULT_K))
+    if not raw.isdigit() or not 1 <= int(raw) <= related.MAX_K:
+        return _json_error(f"k must be a whole number from 1 to {related.MAX_K}.", status=400)
+    items = related_documents(user=request.user, document=document, k=int(raw))
     return _json(
         {
             "id": document.pk,
             "indexed": document.embedding is not None,
             "results": [
                 {**dataclasses.asdict(item), "url": _document_url(request, item.document_id)}
-                for item in related
+                for item in items
             ],
         }
     )
+
+
+@api_get
+def api_schema(request: HttpRequest) -> HttpResponse:
+    """The OpenAPI 3.1 document of this API (behind login or token, like the rest)."""
+    return _json(openapi_schema(server_url=request.build_absolute_uri("/")))
 
 
 def _document_url(request: HttpRequest, document_id: int) -> str:
