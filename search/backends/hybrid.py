@@ -12,7 +12,12 @@ from django.db import connection, transaction
 from documents.embeddings import get_embedder
 from search.analysis import detect_language
 from search.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
-from search.backends.semantic import CHUNKS_PER_DOCUMENT, embed_query, set_hnsw_options
+from search.backends.semantic import (
+    CHUNKS_PER_DOCUMENT,
+    embed_query,
+    exact_scan_needed,
+    set_hnsw_options,
+)
 from search.backends.sql import (
     VectorQuery,
     base_cte,
@@ -69,8 +74,14 @@ class HybridBackend(SearchBackend):
         vector, embed_ms = embed_query(query.semantic_text)
         started = time.perf_counter()
         rows = self._fused(query, vector, queryset, candidates, limit, weight)
-        if not rows or (rows[0][9] < candidates * CHUNKS_PER_DOCUMENT and rows[0][10] < candidates):
-            # See SemanticBackend: a selective filter starves the index scan.
+        if (not rows or rows[0][10] < candidates) and exact_scan_needed(
+            query,
+            vector,
+            queryset=queryset,
+            scanned=int(rows[0][9]) if rows else 0,
+            wanted=candidates * CHUNKS_PER_DOCUMENT,
+        ):
+            # A selective filter starved the index scan: see exact_scan_needed.
             vector = dataclasses.replace(vector, exact=True)
             rows = self._fused(query, vector, queryset, candidates, limit, weight)
         hits = [

@@ -43,6 +43,36 @@ def set_hnsw_options(cursor: Any) -> None:
     cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
 
 
+def exact_scan_needed(
+    query: ParsedQuery,
+    vector: VectorQuery,
+    *,
+    queryset: QuerySet[Document],
+    scanned: int,
+    wanted: int,
+) -> bool:
+    """Whether an exact scan could find chunks that the index scan did not.
+
+    The index scan stops after ``hnsw.max_scan_tuples``; with a very selective
+    filter that can be before ``wanted`` chunks were found, and an exact scan
+    over the few visible chunks never misses. But a short scan of a small
+    collection has simply returned every chunk the user may see: an exact
+    scan would repeat it (and, in hybrid mode, the keyword leg with it).
+    """
+    if scanned >= wanted:
+        return False
+    base_sql, params = base_query(queryset, query)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM documents_chunk c"
+            f" WHERE vector_dims(c.embedding) = {int(vector.dimensions)}"
+            f" AND c.embedding_model = %s AND c.document_id IN ({base_sql})",
+            [vector.model, *params],
+        )
+        (visible,) = cursor.fetchone()
+    return scanned < visible
+
+
 class SemanticBackend(SearchBackend):
     mode = SearchMode.SEMANTIC
 
@@ -57,10 +87,13 @@ class SemanticBackend(SearchBackend):
         vector, embed_ms = embed_query(text)
         started = time.perf_counter()
         rows, scanned = self._nearest(query, vector, queryset=queryset, limit=limit)
-        if len(rows) < limit and scanned < limit * CHUNKS_PER_DOCUMENT:
-            # The index scan stops after hnsw.max_scan_tuples; with a very
-            # selective filter that can be before k visible documents were
-            # found. An exact scan over the few chunks left never misses.
+        if len(rows) < limit and exact_scan_needed(
+            query,
+            vector,
+            queryset=queryset,
+            scanned=scanned,
+            wanted=limit * CHUNKS_PER_DOCUMENT,
+        ):
             vector = dataclasses.replace(vector, exact=True)
             rows, _ = self._nearest(query, vector, queryset=queryset, limit=limit)
         hits = [

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from documents.models import Document
+from documents.models import Chunk, Document
 from documents.services import document_create, documents_embed
 from search.backends import BackendResult, SearchFilters, SearchHit, SearchMode, get_search_backend
 from search.backends.hybrid import HybridBackend
@@ -469,6 +469,39 @@ class TestSemanticBackend:
         result = run(SearchMode.HYBRID, "memo about the plan", user=user, filters=filters, limit=2)
         assert exact_flags == [False, True]
         assert set(ids(result)) == rare
+
+    @pytest.mark.parametrize("mode", [SearchMode.SEMANTIC, SearchMode.HYBRID])
+    def test_a_scan_that_saw_every_visible_chunk_is_not_repeated(
+        self,
+        user: User,
+        corpus: list[Document],
+        monkeypatch: pytest.MonkeyPatch,
+        mode: SearchMode,
+    ) -> None:
+        """Fewer chunks than wanted, but all there are: no exact scan follows.
+
+        Hybrid asks for 100 candidates (300 chunks) of a 200-chunk corpus.
+        """
+        flags: list[bool] = []
+        for backend, method in ((SemanticBackend, "_nearest"), (HybridBackend, "_fused")):
+            original = getattr(backend, method)
+
+            def recording(
+                self: Any,
+                query: ParsedQuery,
+                vector: VectorQuery,
+                *args: Any,
+                _o: Any = original,
+                **kwargs: Any,
+            ) -> Any:
+                flags.append(vector.exact)
+                return _o(self, query, vector, *args, **kwargs)
+
+            monkeypatch.setattr(backend, method, recording)
+        assert Chunk.objects.count() < 300
+        result = run(mode, "memo about the plan", user=user, limit=250)
+        assert flags == [False]
+        assert len(result.hits) == len(corpus)
 
     def test_most_similar_first(self, user: User) -> None:
         """The document sharing most words with the query ranks first."""
