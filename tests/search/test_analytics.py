@@ -23,6 +23,7 @@ from django.utils import timezone
 from documents.models import Document
 from search import analytics
 from search.analysis import detect_language
+from search.analytics.rendering import _bind
 from search.backends import HybridBackend, KeywordBackend, SemanticBackend
 from search.backends.hybrid import semantic_weight_for
 from search.backends.semantic import embed_query
@@ -256,7 +257,7 @@ class TestDriftGuard:
             )
         stale = sorted({f"{name}({arguments})" for name, arguments, _ in expected ^ installed})
         assert not stale, (
-            f"The analytics SQL functions {stale} differ from what search/analytics.py "
+            f"The analytics SQL functions {stale} differ from what search/analytics/ "
             "renders from the app's ranking SQL (search/backends/sql.py, search/related.py). "
             f"Add a migration: {REGENERATE}"
         )
@@ -312,9 +313,9 @@ class TestDriftGuard:
     def test_bind_rejects_unknown_parameters(self) -> None:
         """A new kind of parameter in the app's SQL stops rendering loudly."""
         with pytest.raises(TypeError):
-            analytics._bind(("SELECT %s", [object()]))
+            _bind(("SELECT %s", [object()]))
         with pytest.raises(ValueError, match="fewer placeholders"):
-            analytics._bind(("SELECT 1", [1]))
+            _bind(("SELECT 1", [1]))
 
 
 def app_queryset(user: User | None) -> Any:
