@@ -22,15 +22,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from documents.models import Document
-from search.clustering_services import (
+from search.clustering_selectors import (
     ClusterView,
     clustering_report,
-    clustering_run_queue,
-    clustering_runs_reap,
     csv_rows,
     embedding_model_choices,
-    near_duplicate_pairs,
 )
+from search.clustering_services import clustering_run_queue, clustering_runs_reap
+from search.duplicate_selectors import near_duplicate_pairs
 from search.models import ApiToken, Cluster, ClusteringRun
 from search.services import api_token_issue
 

@@ -18,14 +18,13 @@ from sklearn.metrics import adjusted_rand_score
 from documents.models import Document
 from search import clustering
 from search.clustering import DriftKind
+from search.clustering_selectors import clustering_inputs, clustering_report
 from search.clustering_services import (
-    clustering_inputs,
-    clustering_report,
     clustering_run_execute,
     clustering_run_queue,
     clustering_runs_reap,
-    near_duplicate_pairs,
 )
+from search.duplicate_selectors import near_duplicate_pairs
 from search.models import Cluster, ClusteringRun, ClusterMembership
 from search.tasks import CLUSTERING_TIME_LIMIT
 from search.tasks import clustering_run as clustering_run_task

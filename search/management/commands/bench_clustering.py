@@ -46,7 +46,8 @@ class Command(BaseCommand):
         self._bench(options)
 
     def _bench(self, options: dict[str, Any]) -> None:
-        from search.clustering_services import clustering_inputs, clustering_run_execute
+        from search.clustering_selectors import clustering_inputs
+        from search.clustering_services import clustering_run_execute
         from search.models import ClusteringRun
 
         run = ClusteringRun.objects.create(
