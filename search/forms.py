@@ -164,3 +164,36 @@ class ResultClickForm(forms.Form):
 
     from_search = forms.IntegerField(min_value=1)
     rank = forms.IntegerField(min_value=1, max_value=2**31 - 1, required=False)
+
+
+#: Expiry choices offered on the API tokens page, in days ("" never expires).
+TOKEN_EXPIRY_CHOICES: Final = [
+    ("30", "30 days"),
+    ("90", "90 days"),
+    ("365", "1 year"),
+    ("", "Never"),
+]
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token: what it is for and how long it lives."""
+
+    name = forms.CharField(
+        max_length=100,
+        strip=True,
+        help_text="What the token is for, e.g. “wiki bot”.",
+    )
+    expires_in_days = forms.TypedChoiceField(
+        choices=TOKEN_EXPIRY_CHOICES,
+        coerce=int,
+        empty_value=None,
+        required=False,
+        initial="90",
+        label="Expires after",
+    )
+
+    def clean_name(self) -> str:
+        name: str = self.cleaned_data["name"]
+        if "\x00" in name:
+            raise forms.ValidationError("Null characters are not allowed.", code="null_characters")
+        return name

@@ -14,6 +14,7 @@ from documents.models import Document
 from search.backends import SearchFilters, SearchHit, SearchMode, get_search_backend
 from search.backends.sql import base_cte
 from search.highlight import highlight
+from search.models import ApiToken
 from search.query import ParsedQuery, parse_query
 
 if TYPE_CHECKING:
@@ -232,3 +233,10 @@ def document_detail(*, user: User | None, document_id: int) -> Document | None:
 
 def document_chunks(document: Document) -> QuerySet[Any]:
     return document.chunks.defer("embedding", "search_vector").order_by("position")
+
+
+def api_tokens_of(*, user: User | None) -> list[ApiToken]:
+    """The user's own API tokens, newest first."""
+    if user is None or not user.is_authenticated:
+        return []
+    return list(ApiToken.objects.filter(user_id=user.pk).order_by("-created_at", "-pk"))

@@ -72,6 +72,8 @@ def search_click_create(
     )
 
 
+#: Tokens a user may hold at once (the admin and the command are not limited).
+MAX_TOKENS_PER_USER: Final = 20
 #: Every key starts with this, so a leaked key is recognisable (secret scanners).
 API_KEY_PREFIX: Final = "dsk_"
 #: ``last_used_at`` is written at most this often per token.
@@ -114,3 +116,11 @@ def api_token_authenticate(key: str) -> User | None:
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+def api_token_delete(*, user: User, token_id: int) -> bool:
+    """Delete one of ``user``'s own tokens; False if there is none by that id."""
+    deleted, _ = ApiToken.objects.filter(pk=token_id, user=user).delete()
+    if deleted:
+        logger.info("API token %s deleted by user %s", token_id, user.pk)
+    return bool(deleted)

@@ -11,6 +11,12 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("search/", views.search_view, name="search"),
     path("documents/<int:pk>/", views.document_view, name="document"),
+    path("account/api-tokens/", views.api_tokens_view, name="api_tokens"),
+    path(
+        "account/api-tokens/<int:pk>/delete/",
+        views.api_token_delete_view,
+        name="api_token_delete",
+    ),
     path("api/search", views.api_search, name="api_search"),
     path("api/documents/<int:pk>", views.api_document, name="api_document"),
     path("api/documents/<int:pk>/related", views.api_related, name="api_related"),

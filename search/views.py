@@ -3,32 +3,43 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import html
 import json
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
+from django.contrib import messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.html import strip_tags
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.decorators import ratelimit
 
 from config.middleware import setting_rate
 from search import related
-from search.forms import ResultClickForm, SearchForm
+from search.forms import ApiTokenForm, ResultClickForm, SearchForm
 from search.openapi import openapi_schema
 from search.related import related_documents
-from search.selectors import document_chunks, document_detail, search_documents
-from search.services import search_click_create, search_log_create
+from search.selectors import api_tokens_of, document_chunks, document_detail, search_documents
+from search.services import (
+    MAX_TOKENS_PER_USER,
+    api_token_create,
+    api_token_delete,
+    search_click_create,
+    search_log_create,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from django.contrib.auth.models import User
     from django.http import HttpRequest
 
     from documents.models import Document
@@ -123,6 +134,57 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
         "related": related_documents(user=request.user, document=document, k=related.DEFAULT_K),
     }
     return render(request, "search/document.html", context)
+
+
+# -- API tokens (self-service) ----------------------------------------------
+
+
+def _signed_in(request: HttpRequest) -> User:
+    """The request's user: LoginRequiredMiddleware lets no anonymous one through."""
+    return cast("User", request.user)
+
+
+@never_cache  # The page may carry a new key.
+@require_http_methods(["GET", "POST"])
+def api_tokens_view(request: HttpRequest) -> HttpResponse:
+    """The user's own API tokens: list them and create one (its key shown once).
+
+    The key is rendered in the response to the POST itself, never stored in
+    a message or the session, so it exists only in that one page.
+    """
+    form = ApiTokenForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        if len(api_tokens_of(user=request.user)) >= MAX_TOKENS_PER_USER:
+            form.add_error(
+                None, f"You have {MAX_TOKENS_PER_USER} tokens already: delete one first."
+            )
+        else:
+            days = form.cleaned_data["expires_in_days"]
+            expires = timezone.now() + datetime.timedelta(days=days) if days else None
+            _, new_key = api_token_create(
+                user=_signed_in(request),
+                name=form.cleaned_data["name"],
+                expires_at=expires,
+            )
+            form = ApiTokenForm()
+    context = {
+        "form": form,
+        "new_key": new_key,
+        "tokens": api_tokens_of(user=request.user),
+        "api_url": request.build_absolute_uri(reverse("search:api_search")),
+        "max_tokens": MAX_TOKENS_PER_USER,
+    }
+    return render(request, "search/api_tokens.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+def api_token_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Revoke one of the user's own tokens (another user's is a 404)."""
+    if not api_token_delete(user=_signed_in(request), token_id=pk):
+        raise Http404("No such token.")
+    messages.success(request, "Token deleted: it no longer opens the API.")
+    return redirect("search:api_tokens")
 
 
 # -- JSON API ---------------------------------------------------------------

@@ -206,3 +206,80 @@ class TestAdmin:
         assert key not in listed.content.decode()
         client.logout()
         assert client.get("/api/search", {"q": "x"}, headers=bearer(key)).status_code == 200
+
+
+class TestSelfService:
+    """Any signed-in user manages their own tokens at /account/api-tokens/."""
+
+    url = "/account/api-tokens/"
+
+    def test_create_shows_the_key_once_and_it_works(self, client: Client, user: User) -> None:
+        client.force_login(user)
+        response = client.post(self.url, {"name": "wiki bot", "expires_in_days": "30"})
+        assert response.status_code == 200
+        assert "no-store" in response["Cache-Control"]
+        key = response.context["new_key"]
+        assert key.startswith("dsk_") and key in response.content.decode()
+        token = ApiToken.objects.get(user=user)
+        assert token.name == "wiki bot"
+        assert token.expires_at is not None
+        assert datetime.timedelta(days=29) < token.expires_at - timezone.now()
+        listing = client.get(self.url).content.decode()
+        assert "wiki bot" in listing and token.prefix in listing
+        assert key not in listing  # Shown once: the page never has it again.
+        client.logout()
+        assert client.get("/api/search", {"q": "x"}, headers=bearer(key)).status_code == 200
+
+    def test_never_expiring_and_invalid_input(self, client: Client, user: User) -> None:
+        client.force_login(user)
+        client.post(self.url, {"name": "forever", "expires_in_days": ""})
+        assert ApiToken.objects.get().expires_at is None
+        for data in ({"name": ""}, {"name": "x", "expires_in_days": "7"}, {"name": "a\x00b"}):
+            response = client.post(self.url, data)
+            assert response.status_code == 400
+            assert response.context["new_key"] is None
+        assert ApiToken.objects.count() == 1
+
+    def test_each_user_sees_and_deletes_only_their_own(
+        self, client: Client, user: User, other_user: User
+    ) -> None:
+        theirs, their_key = api_token_create(user=other_user, name="theirs")
+        mine, _ = api_token_create(user=user, name="<script>alert(1)</script>")
+        client.force_login(user)
+        page = client.get(self.url).content.decode()
+        assert "theirs" not in page and theirs.prefix not in page
+        assert "<script>alert(1)</script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        delete = f"/account/api-tokens/{theirs.pk}/delete/"
+        assert client.post(delete).status_code == 404
+        assert client.get("/api/search", {"q": "x"}, headers=bearer(their_key)).status_code == 200
+        assert client.get(f"/account/api-tokens/{mine.pk}/delete/").status_code == 405
+        response = client.post(f"/account/api-tokens/{mine.pk}/delete/", follow=True)
+        assert "Token deleted" in response.content.decode()
+        assert list(ApiToken.objects.values_list("pk", flat=True)) == [theirs.pk]
+
+    def test_a_limit_per_person(self, client: Client, user: User) -> None:
+        from search.services import MAX_TOKENS_PER_USER
+
+        for n in range(MAX_TOKENS_PER_USER):
+            api_token_create(user=user, name=f"t{n}")
+        client.force_login(user)
+        response = client.post(self.url, {"name": "one too many"})
+        assert response.status_code == 400
+        assert "delete one first" in response.content.decode()
+        assert ApiToken.objects.filter(user=user).count() == MAX_TOKENS_PER_USER
+
+    def test_forms_need_csrf_and_tokens_do_not_open_the_page(
+        self, user: User, admin_user: User
+    ) -> None:
+        from django.test import Client
+
+        strict = Client(enforce_csrf_checks=True)
+        strict.force_login(user)
+        assert strict.post(self.url, {"name": "no csrf"}).status_code == 403
+        assert not ApiToken.objects.filter(name="no csrf").exists()
+        _, key = api_token_create(user=admin_user, name="bot")
+        anonymous = Client()
+        response = anonymous.get(self.url, headers=bearer(key))
+        assert response.status_code == 302  # A token is no session: log in first.
+        assert response["Location"].startswith(reverse("login"))
