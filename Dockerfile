@@ -9,9 +9,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY requirements.txt .
-# The CPU build of torch; the default index would pull a multi-GB CUDA build.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
-        -r requirements.txt
+# Runtime packages only: the "Development and tests" section closes
+# requirements.txt (pytest, playwright, locust, ruff, mypy stay out of the
+# image). The CPU build of torch; the default index would pull CUDA.
+RUN sed '/^# Development and tests/,$d' requirements.txt > /tmp/runtime.txt && \
+    pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cpu \
+        -r /tmp/runtime.txt && rm /tmp/runtime.txt
 COPY . .
 RUN DJANGO_SECRET_KEY=collectstatic DATABASE_URL=postgres://unused/unused \
         python manage.py collectstatic --noinput
