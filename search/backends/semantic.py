@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 
 from django.conf import settings
@@ -23,16 +26,45 @@ if TYPE_CHECKING:
 CHUNKS_PER_DOCUMENT: Final = 3
 
 
+#: Query embeddings kept per process: the UI searches the same text again for
+#: every page, filter, sort or mode change, and the model is the slow part.
+QUERY_CACHE_SIZE: Final = 512
+#: Per provider object: a provider swapped in (a new model) starts empty.
+_query_caches: weakref.WeakKeyDictionary[Any, OrderedDict[str, VectorQuery]] = (
+    weakref.WeakKeyDictionary()
+)
+_query_cache_lock = threading.Lock()
+
+
 def embed_query(text: str) -> tuple[VectorQuery, float]:
-    """Embed a query with the configured provider; return it and the time (ms)."""
+    """Embed a query with the configured provider; return it and the time (ms).
+
+    A query embedded recently by the same provider object comes from a small
+    LRU cache, so a provider swapped in (another model) never sees another's
+    vectors.
+    """
     embedder = get_embedder()
     started = time.perf_counter()
-    vector = embedder.embed_query(text)
-    elapsed = (time.perf_counter() - started) * 1000
-    literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
-    return VectorQuery(
-        literal=literal, dimensions=embedder.dimensions, model=embedder.name
-    ), elapsed
+    with _query_cache_lock:
+        cache = _query_caches.setdefault(embedder, OrderedDict())
+        cached = cache.get(text)
+        if cached is not None:
+            cache.move_to_end(text)
+    if cached is None:
+        vector = embedder.embed_query(text)
+        literal = "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+        cached = VectorQuery(literal=literal, dimensions=embedder.dimensions, model=embedder.name)
+        with _query_cache_lock:
+            cache[text] = cached
+            while len(cache) > QUERY_CACHE_SIZE:
+                cache.popitem(last=False)
+    return cached, (time.perf_counter() - started) * 1000
+
+
+def clear_query_cache() -> None:
+    """Forget cached query embeddings (benchmarks time the model, not the cache)."""
+    with _query_cache_lock:
+        _query_caches.clear()
 
 
 def set_hnsw_options(cursor: Any) -> None:

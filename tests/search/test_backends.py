@@ -11,12 +11,18 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
+from documents.embeddings import FakeProvider, set_embedder
 from documents.models import Chunk, Document
 from documents.services import document_create, documents_embed
 from search.backends import BackendResult, SearchFilters, SearchHit, SearchMode, get_search_backend
 from search.backends.hybrid import HybridBackend
 from search.backends.keyword import KeywordBackend
-from search.backends.semantic import SemanticBackend, embed_query, exact_scan_needed
+from search.backends.semantic import (
+    SemanticBackend,
+    clear_query_cache,
+    embed_query,
+    exact_scan_needed,
+)
 from search.query import parse_query
 from search.selectors import search_hits, visible_documents
 from tests.factories import make_document
@@ -24,7 +30,6 @@ from tests.factories import make_document
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsWrapper
 
-    from documents.embeddings import FakeProvider
     from search.backends.sql import VectorQuery
     from search.query import ParsedQuery
 
@@ -736,3 +741,52 @@ class TestHybridBackend:
             hybrid = run(SearchMode.HYBRID, text, user=user, limit=10).hits
             assert [h.document_id for h in hybrid] == [doc for doc, _ in expected], text
             assert [h.score for h in hybrid] == pytest.approx([s for _, s in expected])
+
+
+class CountingProvider(FakeProvider):
+    """The fake embedder, counting the queries it embeds."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def embed_query(self, text: str) -> Any:
+        self.queries.append(text)
+        return super().embed_query(text)
+
+
+class TestQueryEmbeddingCache:
+    """The UI searches the same text again for each page, filter or mode."""
+
+    def test_a_repeated_query_is_embedded_once(self) -> None:
+        provider = CountingProvider()
+        set_embedder(provider)
+        first, _ = embed_query("annual leave")
+        again, _ = embed_query("annual leave")
+        other, _ = embed_query("annual leave policy")
+        assert provider.queries == ["annual leave", "annual leave policy"]
+        assert again == first and other != first
+
+    def test_a_new_provider_never_gets_anothers_vectors(self) -> None:
+        old = CountingProvider()
+        set_embedder(old)
+        before, _ = embed_query("annual leave")
+        new = CountingProvider()
+        new.name = "another-model"
+        set_embedder(new)
+        after, _ = embed_query("annual leave")
+        assert new.queries == ["annual leave"]
+        assert (before.model, after.model) == (old.name, "another-model")
+
+    def test_the_cache_is_bounded_and_can_be_cleared(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from search.backends import semantic
+
+        monkeypatch.setattr(semantic, "QUERY_CACHE_SIZE", 2)
+        provider = CountingProvider()
+        set_embedder(provider)
+        for text in ("a1", "b2", "c3", "a1"):  # a1 was evicted by c3.
+            embed_query(text)
+        assert provider.queries == ["a1", "b2", "c3", "a1"]
+        embed_query("a1")
+        clear_query_cache()
+        embed_query("a1")
+        assert provider.queries.count("a1") == 3
