@@ -19,6 +19,7 @@ from search.analytics.rendering import (
     keyword_statement,
     related_statement,
     semantic_statement,
+    visible_chunks_statement,
 )
 from search.analytics.schema import PRIVATE_SCHEMA, SCHEMA
 
@@ -144,15 +145,20 @@ DECLARE
     v_chunk_limit integer := k * {CHUNKS_PER_DOCUMENT};
     v_rows {SCHEMA}.semantic_hit[];
     v_scanned bigint;
+    v_visible bigint;
 BEGIN
     IF query_embedding IS NULL OR k IS NULL OR k < 1 THEN
         RETURN;
     END IF;{_settings_block(require_model=True)}
     {_execute(semantic_statement(exact=False), into="v_rows, v_scanned")};
     IF coalesce(cardinality(v_rows), 0) < k AND v_scanned < v_chunk_limit THEN
-        -- As SemanticBackend: a selective visibility filter can stop the
-        -- index scan early; an exact scan over the rest never misses.
-        {_execute(semantic_statement(exact=True), into="v_rows, v_scanned")};
+        -- As SemanticBackend (exact_scan_needed): a selective visibility
+        -- filter can stop the index scan early, and an exact scan over the
+        -- rest never misses; a scan that saw every visible chunk is final.
+        {_execute(visible_chunks_statement(), into="v_visible")};
+        IF v_scanned < v_visible THEN
+            {_execute(semantic_statement(exact=True), into="v_rows, v_scanned")};
+        END IF;
     END IF;
     RETURN QUERY SELECT * FROM unnest(v_rows);
 END
@@ -192,6 +198,7 @@ DECLARE
     v_rows {SCHEMA}.hybrid_hit[];
     v_nn bigint;
     v_sem bigint;
+    v_visible bigint;
 BEGIN
     IF query_embedding IS NULL OR k IS NULL OR k < 1
        OR coalesce(cardinality(terms), 0) = 0 THEN
@@ -208,9 +215,13 @@ BEGIN
     v_candidates := greatest(k, s.candidates);
     v_chunk_limit := v_candidates * {CHUNKS_PER_DOCUMENT};
     {_hybrid_execute(exact=False)}
-    IF v_rows IS NULL OR (v_nn < v_chunk_limit AND v_sem < v_candidates) THEN
-        -- As HybridBackend: a selective filter starves the index scan.
-        {_hybrid_execute(exact=True)}
+    IF (v_rows IS NULL OR v_sem < v_candidates) AND v_nn < v_chunk_limit THEN
+        -- As HybridBackend (exact_scan_needed): a selective filter starves
+        -- the index scan; a scan that saw every visible chunk is final.
+        {_execute(visible_chunks_statement(), into="v_visible")};
+        IF v_nn < v_visible THEN
+            {_hybrid_execute(exact=True)}
+        END IF;
     END IF;
     RETURN QUERY SELECT * FROM unnest(v_rows);
 END

@@ -25,6 +25,7 @@ from search.backends.sql import (
     hybrid_select,
     keyword_ctes,
     semantic_ctes,
+    visible_chunks_query,
 )
 from search.query import ParsedQuery
 
@@ -196,6 +197,12 @@ def semantic_statement(*, exact: bool) -> tuple[str, list[str]]:
             select=(_SEMANTIC_SELECT, []),
         )
     )
+    return _sized(sql), using
+
+
+def visible_chunks_statement() -> tuple[str, list[str]]:
+    """How many chunks of the model the analyst may see (the rescan check)."""
+    sql, using = _bind(visible_chunks_query(_vector(exact=False), base=base_query(_visible())))
     return _sized(sql), using
 
 

@@ -14,7 +14,14 @@ from django.db import connection, transaction
 
 from documents.embeddings import get_embedder
 from search.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
-from search.backends.sql import VectorQuery, base_cte, base_query, compose, semantic_ctes
+from search.backends.sql import (
+    VectorQuery,
+    base_cte,
+    base_query,
+    compose,
+    semantic_ctes,
+    visible_chunks_query,
+)
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -93,14 +100,8 @@ def exact_scan_needed(
     """
     if scanned >= wanted:
         return False
-    base_sql, params = base_query(queryset, query)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM documents_chunk c"
-            f" WHERE vector_dims(c.embedding) = {int(vector.dimensions)}"
-            f" AND c.embedding_model = %s AND c.document_id IN ({base_sql})",
-            [vector.model, *params],
-        )
+        cursor.execute(*visible_chunks_query(vector, base=base_query(queryset, query)))
         (visible,) = cursor.fetchone()
     return scanned < visible
 

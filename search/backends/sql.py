@@ -183,6 +183,18 @@ def semantic_ctes(
     return sql, [vector.literal, vector.model, *base_params, vector.literal, chunk_limit, limit]
 
 
+def visible_chunks_query(vector: VectorQuery, *, base: Fragment) -> Fragment:
+    """``SELECT count(*)`` of the chunks of ``vector``'s model in ``base``
+    (from :func:`base_query`): all an exact scan could find."""
+    base_sql, base_params = base
+    sql = (
+        "SELECT count(*) FROM documents_chunk c"
+        f" WHERE vector_dims(c.embedding) = {int(vector.dimensions)}"
+        f" AND c.embedding_model = %s AND c.document_id IN ({base_sql})"
+    )
+    return sql, [vector.model, *base_params]
+
+
 def hybrid_select(
     *,
     keyword_weight: float,
