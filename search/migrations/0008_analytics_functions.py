@@ -871,19 +871,21 @@ BEGIN
         FROM documents_document d
         WHERE d.id IN (SELECT id FROM base) AND d.term_count > 0
     ),
-    kw_post AS (
-        SELECT p.document_id, p.tf, p.doc_length,
-               count(*) OVER (PARTITION BY p.term)::float8 AS df
+    kw_post AS MATERIALIZED (
+        SELECT p.document_id, p.term, p.tf
         FROM documents_documentterm p
         WHERE p.term = ANY($1::text[]) AND p.document_id IN (SELECT id FROM base)
     ),
+    kw_df AS (SELECT term, count(*)::float8 AS df FROM kw_post GROUP BY term),
     kw_scored AS (
         SELECT p.document_id,
-               sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))
+               sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5))
                    * p.tf * 1.9
-                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * p.doc_length
+                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * d.term_count
                                            / greatest(s.avgdl, 1)))) AS score
         FROM kw_post p
+        JOIN kw_df f ON f.term = p.term
+        JOIN documents_document d ON d.id = p.document_id
         CROSS JOIN kw_stats s
         GROUP BY p.document_id
     ),
@@ -1051,19 +1053,21 @@ BEGIN
         FROM documents_document d
         WHERE d.id IN (SELECT id FROM base) AND d.term_count > 0
     ),
-    kw_post AS (
-        SELECT p.document_id, p.tf, p.doc_length,
-               count(*) OVER (PARTITION BY p.term)::float8 AS df
+    kw_post AS MATERIALIZED (
+        SELECT p.document_id, p.term, p.tf
         FROM documents_documentterm p
         WHERE p.term = ANY($1::text[]) AND p.document_id IN (SELECT id FROM base)
     ),
+    kw_df AS (SELECT term, count(*)::float8 AS df FROM kw_post GROUP BY term),
     kw_scored AS (
         SELECT p.document_id,
-               sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))
+               sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5))
                    * p.tf * 1.9
-                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * p.doc_length
+                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * d.term_count
                                            / greatest(s.avgdl, 1)))) AS score
         FROM kw_post p
+        JOIN kw_df f ON f.term = p.term
+        JOIN documents_document d ON d.id = p.document_id
         CROSS JOIN kw_stats s
         GROUP BY p.document_id
     ),
@@ -1129,19 +1133,21 @@ $q$, '__DIMS__', v_dims::text)
         FROM documents_document d
         WHERE d.id IN (SELECT id FROM base) AND d.term_count > 0
     ),
-    kw_post AS (
-        SELECT p.document_id, p.tf, p.doc_length,
-               count(*) OVER (PARTITION BY p.term)::float8 AS df
+    kw_post AS MATERIALIZED (
+        SELECT p.document_id, p.term, p.tf
         FROM documents_documentterm p
         WHERE p.term = ANY($1::text[]) AND p.document_id IN (SELECT id FROM base)
     ),
+    kw_df AS (SELECT term, count(*)::float8 AS df FROM kw_post GROUP BY term),
     kw_scored AS (
         SELECT p.document_id,
-               sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))
+               sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5))
                    * p.tf * 1.9
-                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * p.doc_length
+                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * d.term_count
                                            / greatest(s.avgdl, 1)))) AS score
         FROM kw_post p
+        JOIN kw_df f ON f.term = p.term
+        JOIN documents_document d ON d.id = p.document_id
         CROSS JOIN kw_stats s
         GROUP BY p.document_id
     ),
@@ -1210,19 +1216,21 @@ $q$, '__DIMS__', v_dims::text)
         FROM documents_document d
         WHERE d.id IN (SELECT id FROM base) AND d.term_count > 0
     ),
-    kw_post AS (
-        SELECT p.document_id, p.tf, p.doc_length,
-               count(*) OVER (PARTITION BY p.term)::float8 AS df
+    kw_post AS MATERIALIZED (
+        SELECT p.document_id, p.term, p.tf
         FROM documents_documentterm p
         WHERE p.term = ANY($1::text[]) AND p.document_id IN (SELECT id FROM base)
     ),
+    kw_df AS (SELECT term, count(*)::float8 AS df FROM kw_post GROUP BY term),
     kw_scored AS (
         SELECT p.document_id,
-               sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))
+               sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5))
                    * p.tf * 1.9
-                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * p.doc_length
+                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * d.term_count
                                            / greatest(s.avgdl, 1)))) AS score
         FROM kw_post p
+        JOIN kw_df f ON f.term = p.term
+        JOIN documents_document d ON d.id = p.document_id
         CROSS JOIN kw_stats s
         GROUP BY p.document_id
     ),
@@ -1288,19 +1296,21 @@ $q$, '__DIMS__', v_dims::text)
         FROM documents_document d
         WHERE d.id IN (SELECT id FROM base) AND d.term_count > 0
     ),
-    kw_post AS (
-        SELECT p.document_id, p.tf, p.doc_length,
-               count(*) OVER (PARTITION BY p.term)::float8 AS df
+    kw_post AS MATERIALIZED (
+        SELECT p.document_id, p.term, p.tf
         FROM documents_documentterm p
         WHERE p.term = ANY($1::text[]) AND p.document_id IN (SELECT id FROM base)
     ),
+    kw_df AS (SELECT term, count(*)::float8 AS df FROM kw_post GROUP BY term),
     kw_scored AS (
         SELECT p.document_id,
-               sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))
+               sum(ln(1 + (s.n - f.df + 0.5) / (f.df + 0.5))
                    * p.tf * 1.9
-                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * p.doc_length
+                   / (p.tf + 0.9 * (1 - 0.4 + 0.4 * d.term_count
                                            / greatest(s.avgdl, 1)))) AS score
         FROM kw_post p
+        JOIN kw_df f ON f.term = p.term
+        JOIN documents_document d ON d.id = p.document_id
         CROSS JOIN kw_stats s
         GROUP BY p.document_id
     ),
@@ -1552,7 +1562,7 @@ $fn$;""",
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("search", "0008_clustering_run_updated_at"),
+        ("search", "0007_clustering_run_updated_at"),
         ("documents", "0004_postings_document_length"),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("search", "0007_api_tokens"),
+        ("search", "0006_api_tokens"),
     ]
 
     operations = [
