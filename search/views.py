@@ -153,25 +153,27 @@ def api_tokens_view(request: HttpRequest) -> HttpResponse:
     a message or the session, so it exists only in that one page.
     """
     form = ApiTokenForm(request.POST or None)
+    tokens = api_tokens_of(user=request.user)
     new_key = None
     if request.method == "POST" and form.is_valid():
-        if len(api_tokens_of(user=request.user)) >= MAX_TOKENS_PER_USER:
+        if len(tokens) >= MAX_TOKENS_PER_USER:
             form.add_error(
                 None, f"You have {MAX_TOKENS_PER_USER} tokens already: delete one first."
             )
         else:
             days = form.cleaned_data["expires_in_days"]
             expires = timezone.now() + datetime.timedelta(days=days) if days else None
-            _, new_key = api_token_create(
+            token, new_key = api_token_create(
                 user=_signed_in(request),
                 name=form.cleaned_data["name"],
                 expires_at=expires,
             )
+            tokens.insert(0, token)  # The newest, first as api_tokens_of orders them.
             form = ApiTokenForm()
     context = {
         "form": form,
         "new_key": new_key,
-        "tokens": api_tokens_of(user=request.user),
+        "tokens": tokens,
         "api_url": request.build_absolute_uri(reverse("search:api_search")),
         "max_tokens": MAX_TOKENS_PER_USER,
     }
