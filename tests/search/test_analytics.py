@@ -21,7 +21,6 @@ from django.db.models import Count
 from django.utils import timezone
 
 from documents.models import Document
-from documents.services import document_create, documents_embed
 from search import analytics
 from search.analysis import detect_language
 from search.analytics.rendering import _bind
@@ -485,59 +484,6 @@ class TestRankingParity:
                 "SELECT * FROM analytics.related_documents(1, NULL)",
             ):
                 assert rows(cursor, statement) == [], statement
-
-
-class TestStarvedIndexScan:
-    """With the HNSW scan cut short, the functions finish with an exact scan, as the app does."""
-
-    @pytest.fixture
-    def crowd(self, hr_group: Group) -> list[Document]:
-        """250 restricted look-alikes nearest the query, and two visible outliers."""
-        documents = [
-            document_create(
-                title=f"Vector search note {n}",
-                text=f"Vector search index note {n} about vector search.",
-                groups=[hr_group],
-            )
-            for n in range(250)
-        ]
-        outliers = [
-            document_create(title="Pasta", text="A tomato pasta recipe with basil."),
-            document_create(title="Garden", text="Roses need sun and well drained soil."),
-        ]
-        documents_embed(document_ids=[d.pk for d in [*documents, *outliers]])
-        return outliers
-
-    def test_few_visible_documents_are_still_found(
-        self, crowd: list[Document], analyst: str, user: User
-    ) -> None:
-        text = "vector search"
-        parsed = parse_query(text)
-        with connection.cursor() as cursor:
-            # The index then stops after its first candidate list (ef_search
-            # rows, all restricted): the starved scan of a selective filter.
-            cursor.execute("SET hnsw.max_scan_tuples = 1")
-        try:
-            app = SemanticBackend().search(parsed, queryset=app_queryset(user), limit=5)
-            with as_role(analyst) as cursor:
-                semantic = rows(
-                    cursor,
-                    "SELECT document_id FROM analytics.semantic_search(%s::vector, 5)",
-                    [vector(text)],
-                )
-                hybrid = rows(
-                    cursor,
-                    "SELECT document_id FROM analytics.hybrid_search(%s::text[], %s::vector, 5)",
-                    [list(parsed.terms), vector(text)],
-                )
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET hnsw.max_scan_tuples")
-        outliers = {d.pk for d in crowd}
-        assert "exact-scan" in app.notes
-        assert {h.document_id for h in app.hits} == outliers
-        assert [r[0] for r in semantic] == [h.document_id for h in app.hits]
-        assert {r[0] for r in hybrid} == outliers
 
 
 class TestAnalystPrivileges:
