@@ -1,64 +1,37 @@
-"""Request-wide policies: login required, API tokens, Content-Security-Policy, rate limits."""
+"""Request-wide policies: login required, Content-Security-Policy, rate limits."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
+from django.contrib.auth import middleware as auth_middleware
 from django.http import JsonResponse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from django.http import HttpRequest, HttpResponse
 
     Rate = Callable[[str, HttpRequest], str | None]
 
-_OPEN_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/healthz")
 
+class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
+    """Django's login-required policy, with a 401 for the JSON API.
 
-class LoginRequiredMiddleware:
-    """Send anonymous requests to the login page (API requests get a 401)."""
+    Views open to anonymous users say so with ``login_not_required`` (the
+    login pages, the health check); static files never reach it (WhiteNoise
+    answers them first). An anonymous API request gets a JSON 401 instead of
+    a redirect to the login page.
+    """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated or request.path.startswith(_OPEN_PREFIXES):
-            return self.get_response(request)
+    def handle_no_permission(self, request: HttpRequest, view_func: Callable[..., Any]) -> Any:
         if request.path.startswith("/api/"):
             response = JsonResponse({"error": "authentication required"}, status=401)
             response["WWW-Authenticate"] = 'Bearer realm="api"'
             return response
-        return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-
-
-class ApiTokenMiddleware:
-    """Authenticate ``/api/`` requests that carry ``Authorization: Bearer <key>``.
-
-    The token acts as its user for the API only (pages and the admin still
-    want a session). A request with a bad, expired or revoked key gets a 401
-    even if it also has a session: a client that sends a key means that key.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        header = request.headers.get("Authorization", "")
-        if not request.path.startswith("/api/") or not header:
-            return self.get_response(request)
-        from search.services import api_token_authenticate
-
-        scheme, _, key = header.partition(" ")
-        user = api_token_authenticate(key.strip()) if scheme.lower() == "bearer" else None
-        if user is None:
-            response = JsonResponse({"error": "invalid, expired or revoked API token"}, status=401)
-            response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return response
-        request.user = user
-        return self.get_response(request)
+        return super().handle_no_permission(request, view_func)
 
 
 class ContentSecurityPolicyMiddleware:

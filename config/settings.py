@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "django_ratelimit",
     "documents",
     "search",
+    "search.clustering",
 ]
 
 MIDDLEWARE = [
@@ -61,7 +62,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "config.middleware.ApiTokenMiddleware",
+    "search.web.middleware.ApiTokenMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.LoginRequiredMiddleware",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Final
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
@@ -29,6 +30,7 @@ _ERROR_PAGE: Final = (
 )
 
 
+@login_not_required
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
@@ -80,7 +82,7 @@ def _login_limits(view: View) -> View:
     per_ip = ratelimit(
         group="login:ip", key="ip", rate=setting_rate("LOGIN_RATE_LIMIT"), method="POST"
     )
-    return per_ip(per_username(view))
+    return login_not_required(per_ip(per_username(view)))
 
 
 handler400 = bad_request
@@ -92,7 +94,7 @@ urlpatterns = [
     path("accounts/login/", _login_limits(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz),
-    path("", include("search.urls")),
+    path("", include("search.web.urls")),
 ]
 
 if settings.DEBUG:

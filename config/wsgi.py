@@ -19,8 +19,8 @@ def _warm_up() -> None:
     pays for them.
     """
     try:
+        from documents.analysis import analyze
         from documents.embeddings import get_embedder
-        from search.analysis import analyze
 
         analyze("검색 준비 warm-up")
         get_embedder().embed_query("warm-up")

@@ -11,9 +11,7 @@ from django.utils.text import Truncator
 
 from documents.forms import DocumentAdminForm
 from documents.models import Chunk, Document, DocumentQuerySet
-from documents.services import documents_reembed
-from search.admin import ClusterListFilter
-from search.analysis import detect_language
+from documents.services import document_save, documents_reembed
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -80,7 +78,6 @@ class DocumentAdmin(admin.ModelAdmin):
         TagFilter,
         "groups",
         "embedding_model",
-        ClusterListFilter,
     ]
     search_fields = ["title", "original_filename", "tags"]
     list_select_related = ["owner"]
@@ -167,11 +164,10 @@ class DocumentAdmin(admin.ModelAdmin):
     def save_model(
         self, request: HttpRequest, obj: Document, form: ModelForm, change: bool
     ) -> None:
+        """Save through the documents' one write path (hash, status, tags, language)."""
         if not change and obj.owner_id is None:
             obj.owner = request.user  # type: ignore[assignment]
-        obj.language = detect_language(f"{obj.title}\n{obj.text[:20000]}")
-        super().save_model(request, obj, form, change)
-        if obj.content_hash != obj.embedded_hash:
+        if document_save(document=obj):
             self.message_user(request, f"“{obj.title}” is queued for indexing.", messages.INFO)
 
     @admin.action(description="Re-embed selected documents", permissions=["reembed"])

@@ -8,4 +8,11 @@ class DocumentsConfig(AppConfig):
     name = "documents"
 
     def ready(self) -> None:
-        from documents import signals  # noqa: F401  (connects the receivers)
+        import psycopg
+        from pgvector import Vector
+        from pgvector.psycopg.vector import VectorDumper
+
+        # Raw SQL passes embeddings as pgvector.Vector parameters, sent by
+        # pgvector's own text dumper; the statements cast them (::vector(d)).
+        # Registered globally: Django opens its connections itself.
+        psycopg.adapters.register_dumper(Vector, VectorDumper)

@@ -10,6 +10,7 @@ from django.contrib.postgres.forms import SimpleArrayField
 
 from documents.ingestion import ExtractedText, ExtractionError, extract_text
 from documents.models import Document
+from documents.services import document_save
 
 
 class DocumentAdminForm(forms.ModelForm):
@@ -65,18 +66,21 @@ class DocumentAdminForm(forms.ModelForm):
             self.add_error("title", "Give a title or upload a file.")
         if not (cleaned.get("text") or "").strip() and self.extracted is None:
             self.add_error("text", "Type the text or upload a file.")
-        cleaned["tags"] = [t.strip().lower() for t in cleaned.get("tags") or [] if t.strip()]
         return cleaned
 
     def save(self, commit: bool = True) -> Document:
+        """The document with the form's values; saved through ``document_save``.
+
+        The admin asks for ``commit=False`` and saves the instance itself
+        (``DocumentAdmin.save_model``), through the same write path.
+        """
         document: Document = super().save(commit=False)
         if self.extracted is not None:
-            document.text = self.extracted.text
             document.source_type = self.extracted.source_type
             upload = self.cleaned_data["upload"]
             document.original_filename = upload.name[-500:]
             document.file = upload
         if commit:
-            document.save()
+            document_save(document=document)
             self.save_m2m()
         return document

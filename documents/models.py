@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -118,6 +118,8 @@ class Document(TimestampedModel):
         "Leave empty to show it to all staff.",
     )
 
+    # SHA-256 of the title and text (content_hash_of), kept by the write
+    # path (documents.services.document_save) with the status it implies.
     content_hash = models.CharField(max_length=64, editable=False)
     status = models.CharField(
         max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True
@@ -155,20 +157,6 @@ class Document(TimestampedModel):
 
     def __str__(self) -> str:
         return self.title
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        # The hash derives from the document's own fields; keeping it here
-        # means every save (admin, import, code) leaves it right, and changed
-        # content is pending again until the pipeline has indexed it.
-        new_hash = content_hash_of(self.title, self.text)
-        if new_hash != self.content_hash:
-            self.content_hash = new_hash
-            if self.status != self.Status.PROCESSING:
-                self.status = self.Status.PENDING
-                self.last_error = ""
-            if (update_fields := kwargs.get("update_fields")) is not None:
-                kwargs["update_fields"] = {*update_fields, "content_hash", "status", "last_error"}
-        super().save(*args, **kwargs)
 
     @property
     def is_indexed(self) -> bool:

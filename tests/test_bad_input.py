@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from documents.ingestion import extract as extract_module
 from documents.models import Document
-from search.backends import SearchMode
-from search.query import MAX_QUERY_CHARS, parse_query
+from search.ranking.backends import SearchMode
+from search.ranking.query import MAX_QUERY_CHARS, parse_query
 from tests.factories import make_document
 
 if TYPE_CHECKING:

@@ -29,10 +29,10 @@ from django.core.management import call_command
 
 from documents.embeddings import EmbeddingProviderError, FakeProvider, set_embedder
 from documents.models import Chunk, Document
-from documents.services import document_create
-from documents.services import embed as embed_module
+from documents.services import document_create, document_update
+from documents.services import indexing as embed_module
 from documents.tasks import documents_embed as documents_embed_task
-from search.selectors import search_hits
+from search.ranking.selectors import search_hits
 from tests.worker import (
     Worker,
     redis_client,
@@ -207,8 +207,7 @@ class TestProviderFailure:
         # New texts; their on-commit tasks are dropped: the test runs the task.
         with django_capture_on_commit_callbacks(execute=False):
             for document, topic in zip(documents, self.TOPICS, strict=True):
-                document.text = policy_text(f"{topic} revised", sections=8)
-                document.save()
+                document_update(document=document, text=policy_text(f"{topic} revised", sections=8))
         return old
 
     def assert_old_or_new(self, old: dict[int, list[ChunkRow]]) -> None:
@@ -447,10 +446,8 @@ def test_racing_edits_leave_the_chunks_of_the_final_text(tmp_path: Path) -> None
         running_worker(queue, tmp_path / "worker.log", pool="prefork", concurrency=2) as worker,
     ):
         quick = document_create(title="Travel policy", text=policy_text("first draft"))
-        quick.text = policy_text("second draft")
-        quick.save()
-        quick.text = policy_text("final travel")
-        quick.save()
+        document_update(document=quick, text=policy_text("second draft"))
+        document_update(document=quick, text=policy_text("final travel"))
 
         slow = document_create(title="Staff handbook", text=handbook_text("outdated"))
         wait_for(
@@ -460,8 +457,7 @@ def test_racing_edits_leave_the_chunks_of_the_final_text(tmp_path: Path) -> None
             failure=lambda: f"never processing: {status_of(slow.pk)}\n{worker.log()}",
         )
         editor_copy = Document.objects.get(pk=slow.pk)  # An editor opens it meanwhile.
-        editor_copy.text = policy_text("final handbook")
-        editor_copy.save()
+        document_update(document=editor_copy, text=policy_text("final handbook"))
         # Five tasks: three for the quick edits, two for the handbook.
         wait_for(
             lambda: succeeded(worker) >= 5,

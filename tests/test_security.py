@@ -21,7 +21,7 @@ from django.urls.resolvers import RoutePattern
 from config.env import ImproperlyConfiguredEnv
 from documents.models import Document
 from documents.services import document_ingest_bytes, documents_embed
-from search.backends import SearchMode
+from search.ranking.backends import SearchMode
 from tests.factories import make_document
 
 if TYPE_CHECKING:
@@ -91,14 +91,20 @@ class TestLoginRequired:
 
     @pytest.mark.parametrize("path", PROTECTED_PATHS)
     def test_anonymous_get_never_gets_content(self, client: Client, path: str) -> None:
-        """Anonymous requests are sent to the login page, or get a JSON 401 under /api/."""
+        """Anonymous requests are sent to a login page, or get a JSON 401 under /api/.
+
+        The admin's own views (index, app lists, logout) send them to the
+        admin's login, every other page to the site's.
+        """
         response = client.get(path)
         if path.startswith("/api/"):
             assert response.status_code == 401
             assert response.json() == {"error": "authentication required"}
         else:
             assert response.status_code == 302
-            assert response["Location"].startswith("/accounts/login/?next=")
+            assert response["Location"].startswith(
+                ("/accounts/login/?next=", "/admin/login/?next=")
+            )
 
     @pytest.mark.parametrize("path", [p for p in PROTECTED_PATHS if p.startswith("/admin/")])
     def test_admin_is_closed_to_non_staff(self, client: Client, user: User, path: str) -> None:

@@ -1,25 +1,39 @@
-"""Writes on documents: creation, ingestion and the embedding pipeline."""
+"""Writes on documents: the one write path, and the indexing pipeline."""
 
-from documents.services.embed import (
-    document_embed,
-    document_mark_failed,
-    documents_embed,
-    documents_reembed,
-)
-from documents.services.ingest import (
+from documents.services.documents import (
     ImportOutcome,
     IngestResult,
+    clean_tags,
     document_create,
     document_ingest_bytes,
+    document_language,
+    document_save,
+    document_update,
+    documents_bulk_create,
+)
+from documents.services.indexing import (
+    document_embed,
+    documents_embed,
+    documents_index_attempt,
+    documents_index_queue,
+    documents_mark_failed,
+    documents_reembed,
 )
 
 __all__ = [
     "ImportOutcome",
     "IngestResult",
+    "clean_tags",
     "document_create",
     "document_embed",
     "document_ingest_bytes",
-    "document_mark_failed",
+    "document_language",
+    "document_save",
+    "document_update",
+    "documents_bulk_create",
     "documents_embed",
+    "documents_index_attempt",
+    "documents_index_queue",
+    "documents_mark_failed",
     "documents_reembed",
 ]

@@ -3,13 +3,13 @@
 Analysts query PostgreSQL directly (psql, a BI tool, a notebook) through the
 ``analytics`` schema: views created by migrations, and search functions
 whose SQL is *rendered by this package from the app's own ranking SQL*
-(:mod:`search.backends.sql` and :mod:`search.related`), so that
+(:mod:`search.ranking.backends.sql` and :mod:`search.related`), so that
 ``analytics.keyword_search`` ranks exactly as the keyword backend does.
 
-The rendered SQL is frozen into a migration by
-:func:`write_functions_migration`; ``tests/search/test_analytics.py``
-compares the installed functions with a fresh rendering, so a change to the
-ranking SQL without a new migration fails the suite.
+The rendered SQL is installed after every ``migrate`` by
+:func:`install_functions` (a ``post_migrate`` handler), so the functions
+always run the ranking SQL of the installed code; the tests compare the
+installed functions with a fresh rendering.
 
 What the SQL cannot know (the embedding model, its per-language weights,
 fusion, candidates) lives in ``analytics_private.search_settings``, written
@@ -18,8 +18,8 @@ themselves: see :func:`analyst_role_create` and ``docs/analysts.md``.
 
 Modules: :mod:`~search.analytics.rendering` (the app's SQL as function
 statements), :mod:`~search.analytics.functions` (the functions and their
-installing SQL), :mod:`~search.analytics.migration` (the generated
-migration), :mod:`~search.analytics.search_settings` and
+installing SQL), :mod:`~search.analytics.install` (installing them after
+``migrate``), :mod:`~search.analytics.search_settings` and
 :mod:`~search.analytics.roles`.
 """
 
@@ -32,7 +32,7 @@ from search.analytics.functions import (
     analytics_functions,
     functions_sql,
 )
-from search.analytics.migration import write_functions_migration
+from search.analytics.install import install_functions
 from search.analytics.rendering import (
     DIMS_TOKEN,
     hybrid_statement,
@@ -75,11 +75,11 @@ __all__ = [
     "current_search_settings",
     "functions_sql",
     "hybrid_statement",
+    "install_functions",
     "keyword_statement",
     "recorded_search_settings",
     "related_statement",
     "semantic_statement",
     "sync_search_settings",
     "terms_array_literal",
-    "write_functions_migration",
 ]

@@ -136,7 +136,7 @@ END
 
 
 def _semantic_search() -> SqlFunction:
-    from search.backends.semantic import CHUNKS_PER_DOCUMENT
+    from search.ranking.backends.semantic import CHUNKS_PER_DOCUMENT
 
     body = f"""
 DECLARE
@@ -186,7 +186,7 @@ def _hybrid_execute(*, exact: bool) -> str:
 
 
 def _hybrid_search() -> SqlFunction:
-    from search.backends.semantic import CHUNKS_PER_DOCUMENT
+    from search.ranking.backends.semantic import CHUNKS_PER_DOCUMENT
 
     body = f"""
 DECLARE
@@ -241,7 +241,7 @@ END
 
 
 def _related_documents() -> SqlFunction:
-    from search import related
+    from search.related import selectors as related
 
     candidates = (
         f"greatest({related.MIN_CANDIDATES}, v_k * {related.CANDIDATES_PER_RESULT})"
@@ -290,17 +290,17 @@ END
 
 
 def _regex_class(characters: str) -> str:
-    """A character class body of :mod:`search.analysis`, non-ASCII as regex escapes."""
+    """A character class body of :mod:`documents.analysis`, non-ASCII as regex escapes."""
     return "".join(c if c.isascii() else f"\\u{ord(c):04x}" for c in characters)
 
 
 def _detect_language_body() -> str:
-    """search.analysis.detect_language in SQL, from its own character classes."""
-    from search import analysis
+    """documents.analysis.detect_language in SQL, from its own character classes."""
+    from documents import analysis
 
     latin = re.fullmatch(r"\[(.*)\]\+", analysis._LATIN_RUN_RE.pattern)
     if latin is None:
-        raise ValueError("search.analysis._LATIN_RUN_RE is no longer one character class")
+        raise ValueError("documents.analysis._LATIN_RUN_RE is no longer one character class")
     hangul, latin_class = _regex_class(analysis._HANGUL_CHARS), _regex_class(latin.group(1))
     share = repr(float(analysis.MIXED_MIN_SHARE))
     # Letters: Python's str.isalpha; Hangul counted apart so that a server
@@ -328,7 +328,7 @@ def _language_functions() -> list[SqlFunction]:
     SELECT coalesce(array_agg(t.lexeme ORDER BY t.positions[1], t.lexeme), ARRAY[]::text[])
     FROM unnest(to_tsvector('english', coalesce(query, ''))) AS t
 """
-    # As search.backends.hybrid.semantic_weight_for.
+    # As search.ranking.backends.hybrid.semantic_weight_for.
     weight = f"""
     SELECT coalesce(s.semantic_weight_override,
                     CASE {SCHEMA}.detect_language(query)
@@ -346,7 +346,7 @@ def _language_functions() -> list[SqlFunction]:
             language="sql",
             volatility="IMMUTABLE",
             comment="'ko', 'en' or 'mixed' from the Hangul and Latin letter shares, as "
-            "search.analysis.detect_language.",
+            "documents.analysis.detect_language.",
         ),
         SqlFunction(
             name="english_terms",

@@ -1,6 +1,6 @@
 """Rendering the app's ranking SQL into the ``analytics`` functions' statements.
 
-The statements are the app's own (:mod:`search.backends.sql` and
+The statements are the app's own (:mod:`search.ranking.backends.sql` and
 :mod:`search.related`), composed as the backends compose them (keyword.py,
 semantic.py, hybrid.py, related.py), so that ``analytics.keyword_search``
 ranks exactly as the keyword backend does. Rendering replaces the app's
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from search.analytics.schema import PRIVATE_SCHEMA
-from search.backends.sql import (
+from search.ranking.backends.sql import (
     VectorQuery,
     base_cte,
     base_query,
@@ -27,13 +27,13 @@ from search.backends.sql import (
     semantic_ctes,
     visible_chunks_query,
 )
-from search.query import ParsedQuery
+from search.ranking.query import ParsedQuery
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from documents.models import Document
-    from search.backends.sql import Fragment
+    from search.ranking.backends.sql import Fragment
 
 #: Stands for the query vector's size in rendered SQL; replaced at call time.
 DIMS_TOKEN: Final = "__DIMS__"
@@ -135,7 +135,7 @@ def _terms_query() -> ParsedQuery:
 
 
 def _vector(*, exact: bool) -> VectorQuery:
-    return VectorQuery(literal=_EMBEDDING, dimensions=_DIMS_SENTINEL, model=_MODEL, exact=exact)
+    return VectorQuery(vector=_EMBEDDING, dimensions=_DIMS_SENTINEL, model=_MODEL, exact=exact)
 
 
 _KEYWORD_SELECT: Final = """
@@ -232,11 +232,11 @@ def hybrid_statement(*, fusion: str, exact: bool) -> tuple[str, list[str]]:
 
 def related_statement(*, exact: bool) -> tuple[str, list[str]]:
     """The related-documents statement of :mod:`search.related`."""
-    from search import related
+    from search.related import selectors as related
 
     source = related._Source(
         document_id=_DOCUMENT_ID,
-        literal=_SOURCE_EMBEDDING,
+        vector=_SOURCE_EMBEDDING,
         dimensions=_DIMS_SENTINEL,
         model=_SOURCE_MODEL,
     )

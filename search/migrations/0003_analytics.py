@@ -3,8 +3,8 @@
 ``analytics`` holds what analysts may read (see docs/analysts.md);
 ``analytics_private`` holds what only the app's own role touches: the roles
 created by ``create_analyst_role``, the groups granted to each, and the
-search settings the SQL functions read. The functions themselves come in a
-later, generated migration (search.analytics.write_functions_migration).
+search settings the SQL functions read. The functions themselves are
+installed after every migrate (search.analytics.install), not by a migration.
 
 Who sees a document: the app's owner role and superusers see all; any
 other role sees a document without groups, or one with a group granted to

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("search", "0005_analytics_functions"),
+        ("search", "0004_analytics_clustering"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

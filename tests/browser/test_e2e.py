@@ -183,18 +183,18 @@ class TestAdmin:
         """A clustering run started in the admin ends with a report of its clusters."""
         from django.contrib import admin
 
-        from search.models import ClusteringRun
+        from search.clustering.models import ClusteringRun
 
         if ClusteringRun not in admin.site._registry:
             pytest.skip("No ClusteringRun admin is registered")
         log_in(page, live_server, username=DEMO_USERNAME, password=DEMO_PASSWORD)
 
-        page.goto(f"{live_server.url}/admin/search/clusteringrun/add/")
+        page.goto(f"{live_server.url}/admin/clustering/clusteringrun/add/")
         page.locator("select[name=scope]").select_option("all")
         page.locator("select[name=algorithm]").select_option("kmeans")
         page.locator("input[name=k]").fill("4")
         page.locator("input[name=_save]").click()
-        page.wait_for_url(re.compile(r"/admin/search/clusteringrun/\d+/change/"))
+        page.wait_for_url(re.compile(r"/admin/clustering/clusteringrun/\d+/change/"))
 
         run = ClusteringRun.objects.get()
         assert run.status == ClusteringRun.Status.DONE, run.error

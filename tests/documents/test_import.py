@@ -15,7 +15,7 @@ from django.core.management import call_command
 from pypdf import PdfWriter
 
 from documents.models import Chunk, Document
-from documents.services import document_mark_failed
+from documents.services import documents_mark_failed
 from tests.factories import make_document
 
 if TYPE_CHECKING:
@@ -368,8 +368,8 @@ class TestAdminUpload:
     def test_failed_document_shows_its_error(self, admin_session: Client) -> None:
         """The change page of a failed document shows why it failed."""
         document = make_document("Broken", "Expense claims need receipts.", index=False)
-        document_mark_failed(
-            document_id=document.pk,
+        documents_mark_failed(
+            document_ids=[document.pk],
             error="embedding provider failed 6 times, gave up: service unavailable",
         )
         response = admin_session.get(f"{CHANGELIST_URL}{document.pk}/change/")

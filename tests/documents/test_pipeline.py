@@ -8,17 +8,18 @@ import pytest
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.management import call_command
 
+from documents.analysis import analyze
 from documents.embeddings import EmbeddingProviderError, FakeProvider, set_embedder
 from documents.ingestion import split_sentences
 from documents.models import Chunk, Document, DocumentTerm, content_hash_of
 from documents.services import (
     document_create,
-    document_mark_failed,
+    document_update,
     documents_embed,
+    documents_mark_failed,
     documents_reembed,
 )
 from documents.tasks import documents_embed as documents_embed_task
-from search.analysis import analyze
 from tests.factories import make_document
 
 if TYPE_CHECKING:
@@ -151,8 +152,10 @@ class TestIdempotence:
         document = make_document("Leave policy", long_english_text(4))
         before = chunk_ids(document)
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            document.text = "Parental leave is twelve months. It can be split in two parts."
-            document.save()
+            document_update(
+                document=document,
+                text="Parental leave is twelve months. It can be split in two parts.",
+            )
         assert len(callbacks) == 1
         assert_index_matches_text(document, fake_embedder.name)
         assert Chunk.objects.filter(pk__in=before).exists() is False
@@ -165,8 +168,7 @@ class TestIdempotence:
         document = make_document("Leave policy", ENGLISH_TEXT)
         before = chunk_ids(document)
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
-            document.tags = ["hr", "policy"]
-            document.save()
+            document_update(document=document, tags=["hr", "policy"])
         assert callbacks == []
         document.refresh_from_db()
         assert document.status == Document.Status.READY
@@ -182,8 +184,9 @@ class TestProviderFailure:
         document = make_document("Leave policy", ENGLISH_TEXT)
         old_chunks = list(document.chunks.values_list("pk", "text", "embedding_model"))
         old_hash = document.embedded_hash
-        document.text = "Parental leave is twelve months. It can be split in two parts."
-        document.save()  # Its on-commit task is dropped: the test never commits.
+        document_update(
+            document=document, text="Parental leave is twelve months. It can be split in two parts."
+        )  # Its on-commit task is dropped: the test never commits.
 
         failing = FailingProvider()
         set_embedder(failing)
@@ -212,7 +215,7 @@ class TestProviderFailure:
         good = make_document("Good", ENGLISH_TEXT, index=False)
         bad = make_document("Bad", "Some other text entirely.", index=False)
 
-        from documents.services import embed as embed_module
+        from documents.services import indexing as embed_module
 
         real_chunk_text = embed_module.chunk_text
 
@@ -232,7 +235,7 @@ class TestProviderFailure:
     def test_attempts_before_the_last_leave_the_document_pending(self) -> None:
         """A failed attempt that will be retried shows its error but is not FAILED."""
         document = make_document("Pending retry", ENGLISH_TEXT, index=False)
-        document_mark_failed(document_id=document.pk, error="attempt 1 failed", final=False)
+        documents_mark_failed(document_ids=[document.pk], error="attempt 1 failed", final=False)
         document.refresh_from_db()
         assert document.status == Document.Status.PENDING
         assert document.last_error == "attempt 1 failed"
@@ -240,7 +243,7 @@ class TestProviderFailure:
     def test_a_late_failure_does_not_hide_a_current_index(self) -> None:
         """An older task failing after a newer one indexed the text changes nothing."""
         document = make_document("Indexed", ENGLISH_TEXT)
-        document_mark_failed(document_id=document.pk, error="stale attempt failed")
+        documents_mark_failed(document_ids=[document.pk], error="stale attempt failed")
         document.refresh_from_db()
         assert document.status == Document.Status.READY
         assert document.last_error == ""
@@ -287,8 +290,7 @@ class TestConcurrentEdit:
                 if not edits:
                     edits.append(1)
                     editor_copy = Document.objects.get(pk=document.pk)
-                    editor_copy.text = new_text
-                    editor_copy.save()
+                    document_update(document=editor_copy, text=new_text)
                 return super().embed_texts(texts)
 
         set_embedder(EditingProvider())
@@ -416,7 +418,7 @@ class TestReembedCommand:
     def library(self) -> dict[str, Document]:
         ready = make_document("Ready", ENGLISH_TEXT)
         failed = make_document("Failed", "Expense claims need receipts.", index=False)
-        document_mark_failed(document_id=failed.pk, error="embedding provider failed")
+        documents_mark_failed(document_ids=[failed.pk], error="embedding provider failed")
         pending = make_document("Pending", "Travel is booked through the portal.", index=False)
         return {"ready": ready, "failed": failed, "pending": pending}
 

@@ -1,4 +1,4 @@
-"""Tests for search.analysis: the shared index/query keyword analyser."""
+"""Tests for documents.analysis: the shared index/query keyword analyser."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Final
 
 import pytest
 
-from search import analysis
-from search.analysis import (
+from documents import analysis
+from documents.analysis import (
     ENGLISH_STOPWORDS,
     MAX_PIECE_CHARS,
     MAX_TERM_LENGTH,
@@ -335,7 +335,7 @@ class TestLaziness:
     def test_import_does_not_load_kiwi(self) -> None:
         """A fresh interpreter importing the module neither imports nor builds Kiwi."""
         code = (
-            "import sys, search.analysis as a\n"
+            "import sys, documents.analysis as a\n"
             "assert a._kiwi is None\n"
             "assert 'kiwipiepy' not in sys.modules\n"
             "assert a.analyze('plain English') == ['plain', 'english']\n"

@@ -20,21 +20,16 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from documents.analysis import detect_language
 from documents.models import Document
 from search import analytics
-from search.analysis import detect_language
 from search.analytics.rendering import _bind
-from search.backends import HybridBackend, KeywordBackend, SemanticBackend
-from search.backends.hybrid import semantic_weight_for
-from search.backends.semantic import embed_query
-from search.models import (
-    Cluster,
-    ClusteringRun,
-    ClusterMembership,
-    SearchQueryLog,
-    SearchResultClick,
-)
-from search.query import parse_query
+from search.clustering.models import Cluster, ClusteringRun, ClusterMembership
+from search.models import SearchQueryLog, SearchResultClick
+from search.ranking.backends import HybridBackend, KeywordBackend, SemanticBackend
+from search.ranking.backends.hybrid import semantic_weight_for
+from search.ranking.backends.semantic import embed_query
+from search.ranking.query import parse_query
 from search.related import related_documents
 from tests.factories import make_document
 
@@ -48,11 +43,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.django_db
 
 DOCS: Path = Path(settings.BASE_DIR) / "docs" / "analysts.md"
-REGENERATE = (
-    'python manage.py shell -c "from search.analytics import write_functions_migration; '
-    'write_functions_migration()" (a test database that ran an older copy of an edited '
-    "migration needs --create-db)"
-)
+REINSTALL = "`python manage.py migrate` installs them again (search.analytics.install)"
 
 PUBLIC_DOCUMENTS = {
     "vectors": (
@@ -153,7 +144,7 @@ def rows(cursor: Any, statement: str, params: list[Any] | None = None) -> list[t
 
 def vector(text: str) -> str:
     """The query vector the app computes for ``text``, as a pgvector literal."""
-    return embed_query(parse_query(text).semantic_text)[0].literal
+    return embed_query(parse_query(text).semantic_text)[0].vector.to_text()
 
 
 @pytest.fixture
@@ -258,8 +249,8 @@ class TestDriftGuard:
         stale = sorted({f"{name}({arguments})" for name, arguments, _ in expected ^ installed})
         assert not stale, (
             f"The analytics SQL functions {stale} differ from what search/analytics/ "
-            "renders from the app's ranking SQL (search/backends/sql.py, search/related.py). "
-            f"Add a migration: {REGENERATE}"
+            "renders from the app's ranking SQL (search/ranking/backends/sql.py, "
+            f"search/related/selectors.py): {REINSTALL}"
         )
 
     def test_installed_result_types_are_rendered(self) -> None:
@@ -274,11 +265,11 @@ class TestDriftGuard:
                     [f"analytics.{name}"],
                 )
                 expected = [tuple(c.split(" ", 1)) for c in columns.split(", ")]
-                assert installed == expected, f"analytics.{name}: {REGENERATE}"
+                assert installed == expected, f"analytics.{name}: {REINSTALL}"
 
     @pytest.mark.parametrize("text", LANGUAGE_SAMPLES)
     def test_detect_language_is_the_apps(self, text: str) -> None:
-        """SQL tells the language of a query exactly as search.analysis."""
+        """SQL tells the language of a query exactly as documents.analysis."""
         with connection.cursor() as cursor:
             assert rows(cursor, "SELECT analytics.detect_language(%s)", [text])[0][0] == (
                 detect_language(text)

@@ -14,24 +14,30 @@ from django.utils import timezone
 from documents.embeddings import FakeProvider, set_embedder
 from documents.models import Chunk, Document
 from documents.services import document_create, documents_embed
-from search.backends import BackendResult, SearchFilters, SearchHit, SearchMode, get_search_backend
-from search.backends.hybrid import HybridBackend
-from search.backends.keyword import KeywordBackend
-from search.backends.semantic import (
+from search.ranking.backends import (
+    BackendResult,
+    SearchFilters,
+    SearchHit,
+    SearchMode,
+    get_search_backend,
+)
+from search.ranking.backends.hybrid import HybridBackend
+from search.ranking.backends.keyword import KeywordBackend
+from search.ranking.backends.semantic import (
     SemanticBackend,
     clear_query_cache,
     embed_query,
     exact_scan_needed,
 )
-from search.query import parse_query
-from search.selectors import search_hits, visible_documents
+from search.ranking.query import parse_query
+from search.ranking.selectors import search_hits, visible_documents
 from tests.factories import make_document
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsWrapper
 
-    from search.backends.sql import VectorQuery
-    from search.query import ParsedQuery
+    from search.ranking.backends.sql import VectorQuery
+    from search.ranking.query import ParsedQuery
 
 pytestmark = pytest.mark.django_db
 
@@ -778,7 +784,7 @@ class TestQueryEmbeddingCache:
         assert (before.model, after.model) == (old.name, "another-model")
 
     def test_the_cache_is_bounded_and_can_be_cleared(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from search.backends import semantic
+        from search.ranking.backends import semantic
 
         monkeypatch.setattr(semantic, "QUERY_CACHE_SIZE", 2)
         provider = CountingProvider()

@@ -16,18 +16,18 @@ from django.utils import timezone
 from sklearn.metrics import adjusted_rand_score
 
 from documents.models import Document
-from search import clustering
-from search.clustering import DriftKind
-from search.clustering_selectors import clustering_inputs, clustering_report
-from search.clustering_services import (
+from search.clustering import algorithms as clustering
+from search.clustering.algorithms import DriftKind
+from search.clustering.models import Cluster, ClusteringRun, ClusterMembership
+from search.clustering.selectors import clustering_inputs, clustering_report
+from search.clustering.services import (
+    CLUSTERING_TIME_LIMIT,
     clustering_run_execute,
     clustering_run_queue,
     clustering_runs_reap,
 )
-from search.duplicate_selectors import near_duplicate_pairs
-from search.models import Cluster, ClusteringRun, ClusterMembership
-from search.tasks import CLUSTERING_TIME_LIMIT
-from search.tasks import clustering_run as clustering_run_task
+from search.clustering.tasks import clustering_run as clustering_run_task
+from search.related.duplicates import near_duplicate_pairs
 from tests.factories import make_document
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ class TestClassTfidf:
 
     def test_stems_read_as_words(self) -> None:
         """Labels show the commonest word behind a stem; Korean morphemes stay."""
-        from search.analysis import analyze
+        from documents.analysis import analyze
 
         texts = ["Payroll and payrolls; the galaxies, a galaxy, galaxies.", "임베딩은 좋다"]
         words = clustering.surface_forms(
@@ -459,7 +459,7 @@ class TestClusteringEdgeCases:
         def boom(*args: object, **kwargs: object) -> None:
             raise RuntimeError("out of memory")
 
-        monkeypatch.setattr("search.clustering_services.cluster_vectors", boom)
+        monkeypatch.setattr("search.clustering.services.cluster_vectors", boom)
         run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=2)
         assert run.status == ClusteringRun.Status.FAILED
         assert run.error == "Clustering failed unexpectedly: RuntimeError: out of memory"
@@ -544,11 +544,11 @@ def done_run(topic_documents: dict[str, list[Document]]) -> ClusteringRun:
 
 def _urls(run: ClusteringRun) -> list[str]:
     return [
-        reverse("admin:search_clusteringrun_changelist"),
-        reverse("admin:search_clusteringrun_add"),
-        reverse("admin:search_clusteringrun_change", args=[run.pk]),
-        reverse("admin:search_clusteringrun_export", args=[run.pk]),
-        reverse("admin:search_clusteringrun_duplicates"),
+        reverse("admin:clustering_clusteringrun_changelist"),
+        reverse("admin:clustering_clusteringrun_add"),
+        reverse("admin:clustering_clusteringrun_change", args=[run.pk]),
+        reverse("admin:clustering_clusteringrun_export", args=[run.pk]),
+        reverse("admin:clustering_clusteringrun_duplicates"),
     ]
 
 
@@ -580,7 +580,7 @@ class TestClusteringAdmin:
         client.force_login(analyst)
         with django_capture_on_commit_callbacks(execute=True):
             response = client.post(
-                reverse("admin:search_clusteringrun_add"),
+                reverse("admin:clustering_clusteringrun_add"),
                 {
                     "scope": "all",
                     "algorithm": "kmeans",
@@ -592,7 +592,9 @@ class TestClusteringAdmin:
             )
         run = ClusteringRun.objects.get()
         assert response.status_code == 302
-        assert response["Location"] == reverse("admin:search_clusteringrun_change", args=[run.pk])
+        assert response["Location"] == reverse(
+            "admin:clustering_clusteringrun_change", args=[run.pk]
+        )
         assert run.created_by == analyst
         assert run.status == ClusteringRun.Status.DONE, run.error
         page = client.get(response["Location"])
@@ -603,7 +605,7 @@ class TestClusteringAdmin:
         """A tag scope without a tag and k-means without k are rejected."""
         client.force_login(admin_user)
         response = client.post(
-            reverse("admin:search_clusteringrun_add"),
+            reverse("admin:clustering_clusteringrun_add"),
             {
                 "scope": "tag",
                 "algorithm": "kmeans",
@@ -623,7 +625,7 @@ class TestClusteringAdmin:
         """A title with markup shows as text in the lists and map tooltips."""
         client.force_login(admin_user)
         html = client.get(
-            reverse("admin:search_clusteringrun_change", args=[done_run.pk])
+            reverse("admin:clustering_clusteringrun_change", args=[done_run.pk])
         ).content.decode()
         assert "<script>alert(1)" not in html
         assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; (" in html
@@ -632,7 +634,7 @@ class TestClusteringAdmin:
     def test_csv_export(self, client: Client, admin_user: User, done_run: ClusteringRun) -> None:
         """The CSV has one plain-text row per document; formulas are defused."""
         client.force_login(admin_user)
-        response = client.get(reverse("admin:search_clusteringrun_export", args=[done_run.pk]))
+        response = client.get(reverse("admin:clustering_clusteringrun_export", args=[done_run.pk]))
         assert response["Content-Type"] == "text/csv; charset=utf-8"
         rows = list(csv.reader(io.StringIO(response.content.decode())))
         assert rows[0] == ["document_id", "title", "cluster", "label", "distance_to_centroid"]
@@ -655,7 +657,7 @@ class TestClusteringAdmin:
         make_document("Secret payroll", "payroll ledger audit", groups=[hr_group])
         run = run_now(algorithm=ClusteringRun.Algorithm.KMEANS, k=3)
         client.force_login(analyst)
-        body = client.get(reverse("admin:search_clusteringrun_export", args=[run.pk]))
+        body = client.get(reverse("admin:clustering_clusteringrun_export", args=[run.pk]))
         assert "Secret payroll" not in body.content.decode()
         assert len(body.content.decode().strip().splitlines()) == 31
 
@@ -665,7 +667,7 @@ class TestClusteringAdmin:
             scope=ClusteringRun.Scope.TAG, tag="none", algorithm=ClusteringRun.Algorithm.KMEANS, k=2
         )
         client.force_login(admin_user)
-        page = client.get(reverse("admin:search_clusteringrun_change", args=[run.pk]))
+        page = client.get(reverse("admin:clustering_clusteringrun_change", args=[run.pk]))
         assert page.status_code == 200
         assert "No documents in scope (tag “none”)." in page.content.decode()
 
@@ -682,7 +684,7 @@ class TestStalledRuns:
         alive = ClusteringRun.objects.create(status=ClusteringRun.Status.RUNNING, progress=40)
         waiting = ClusteringRun.objects.create(updated_at=long_ago)  # Queued: may just wait.
         client.force_login(admin_user)
-        page = client.get(reverse("admin:search_clusteringrun_change", args=[dead.pk]))
+        page = client.get(reverse("admin:clustering_clusteringrun_change", args=[dead.pk]))
         assert "stopped without finishing" in page.content.decode()
         assert 'http-equiv="refresh"' not in page.content.decode()
         statuses = dict(ClusteringRun.objects.values_list("pk", "status"))
@@ -704,59 +706,26 @@ class TestStalledRuns:
 
 
 class TestClusterLinks:
-    def test_small_clusters_link_by_ids(
-        self,
-        client: Client,
-        admin_user: User,
-        done_run: ClusteringRun,
-        monkeypatch: pytest.MonkeyPatch,
-    ) -> None:
-        """Without the cluster filter, the report links to ?id__in= with the members."""
-        from django.contrib import admin
-
-        from search.admin import ClusterListFilter
-
-        document_admin = admin.site._registry[Document]
-        monkeypatch.setattr(
-            document_admin,
-            "list_filter",
-            [f for f in document_admin.list_filter if f is not ClusterListFilter],
-        )
-        client.force_login(admin_user)
-        page = client.get(reverse("admin:search_clusteringrun_change", args=[done_run.pk]))
-        cluster = done_run.clusters.get(number=0)
-        ids = page.context["report"].clusters[0].visible_ids
-        assert sorted(ids) == sorted(cluster.memberships.values_list("document_id", flat=True))
-        link = f"{reverse('admin:documents_document_changelist')}?id__in={','.join(map(str, ids))}"
-        assert link in page.content.decode()
-        listing = client.get(link)
-        assert listing.status_code == 200
-        assert listing.context["cl"].result_count == cluster.size
-
     def test_cluster_filter_on_the_document_admin(
-        self,
-        client: Client,
-        admin_user: User,
-        done_run: ClusteringRun,
-        monkeypatch: pytest.MonkeyPatch,
+        self, client: Client, admin_user: User, done_run: ClusteringRun
     ) -> None:
-        """Once DocumentAdmin lists ClusterListFilter, links use ?cluster=<id>."""
+        """The clustering app adds ClusterListFilter to the document admin; links use it."""
         from django.contrib import admin
 
-        from search.admin import ClusterListFilter
+        from search.clustering.admin import ClusterListFilter
 
-        document_admin = admin.site._registry[Document]
-        monkeypatch.setattr(
-            document_admin, "list_filter", [*document_admin.list_filter, ClusterListFilter]
-        )
+        assert ClusterListFilter in admin.site._registry[Document].list_filter
         client.force_login(admin_user)
         cluster = done_run.clusters.get(number=1)
-        page = client.get(reverse("admin:search_clusteringrun_change", args=[done_run.pk]))
+        page = client.get(reverse("admin:clustering_clusteringrun_change", args=[done_run.pk]))
         link = f"{reverse('admin:documents_document_changelist')}?cluster={cluster.pk}"
         assert link in page.content.decode()
         listing = client.get(link)
         assert listing.status_code == 200
         assert listing.context["cl"].result_count == cluster.size
+        assert {d.pk for d in listing.context["cl"].result_list} == set(
+            cluster.memberships.values_list("document_id", flat=True)
+        )
 
 
 class TestNearDuplicates:
@@ -776,5 +745,7 @@ class TestNearDuplicates:
         assert len(everyone) == 3
         assert any(secret.pk in (p.first.document_id, p.second.document_id) for p in everyone)
         client.force_login(admin_user)
-        page = client.get(reverse("admin:search_clusteringrun_duplicates"), {"threshold": "0.9"})
+        page = client.get(
+            reverse("admin:clustering_clusteringrun_duplicates"), {"threshold": "0.9"}
+        )
         assert "Seedlings (copy)" in page.content.decode()

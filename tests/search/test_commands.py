@@ -20,7 +20,7 @@ from django.db import connection
 from psycopg import sql
 
 from documents.models import Document
-from search.evaluation import load_beir, score_run
+from search.ranking.evaluation import load_beir, score_run
 from tests.worker import subprocess_env
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Tests for search.highlight: escaped snippets with marked query terms."""
+"""Tests for search.ranking.highlight: escaped snippets with marked query terms."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from search.highlight import SNIPPET_CHARS, highlight
-from search.query import parse_query
+from search.ranking.highlight import SNIPPET_CHARS, highlight
+from search.ranking.query import parse_query
 
 
 def marked(snippet: str) -> list[str]:

@@ -16,13 +16,13 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from search import urls as search_urls
-from search.backends import SearchMode
-from search.forms import MAX_K, MAX_PAGE, SearchForm
-from search.openapi import openapi_schema
+from search.ranking.backends import SearchMode
 from search.related import MAX_K as RELATED_MAX
 from search.related import RelatedDocument
 from search.services import api_token_create
+from search.web import urls as search_urls
+from search.web.forms import MAX_K, MAX_PAGE, SearchForm
+from search.web.openapi import openapi_schema
 from tests.factories import make_document
 
 if TYPE_CHECKING:

@@ -1,11 +1,17 @@
-"""Tests for search.query: the web-search query syntax."""
+"""Tests for search.ranking.query: the web-search query syntax."""
 
 from __future__ import annotations
 
 import pytest
 
-from search.analysis import is_safe_term
-from search.query import MAX_QUERY_CHARS, MAX_TERMS, ParsedQuery, parse_query, phrase_tsquery
+from documents.analysis import is_safe_term
+from search.ranking.query import (
+    MAX_QUERY_CHARS,
+    MAX_TERMS,
+    ParsedQuery,
+    parse_query,
+    phrase_tsquery,
+)
 
 METACHARACTER_QUERIES = [
     "& | ! ( ) : * < > ' \\ ;",

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from documents.models import Document
-from search.backends import SearchMode
-from search.selectors import search_documents, title_suggestions
+from search.ranking.backends import SearchMode
+from search.ranking.selectors import search_documents, title_suggestions
 from tests.factories import make_document
 
 pytestmark = pytest.mark.django_db

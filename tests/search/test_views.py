@@ -11,8 +11,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from search.backends import SearchMode
 from search.models import SearchQueryLog, SearchResultClick
+from search.ranking.backends import SearchMode
 from tests.factories import make_document
 
 if TYPE_CHECKING:

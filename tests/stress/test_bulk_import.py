@@ -22,7 +22,7 @@ from django.core.management import call_command
 from documents.embeddings import FakeProvider
 from documents.ingestion import chunk_text, extract_text
 from documents.models import Chunk, Document, DocumentTerm
-from documents.services.embed import title_prefix
+from documents.services.indexing import title_prefix
 from tests.worker import redis_queue, running_worker, tasks_sent_to, wait_for
 
 if TYPE_CHECKING:

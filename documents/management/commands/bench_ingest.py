@@ -43,17 +43,19 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         from config.celery import app
         from documents.models import Chunk, Document
-        from documents.services.embed import deferred_indexing
+        from documents.services import document_create, documents_index_queue
 
         app.conf.task_always_eager = True  # Measure this process, not a worker.
         Document.objects.all().delete()
         embedder.embed_texts(["warm up the model"] * 8)
         started = time.perf_counter()
-        with deferred_indexing():
-            # Saved as any import saves them: indexing runs (eagerly, in this
-            # process) one EMBEDDING_TASK_BATCH of documents at a time.
-            for title, text in rows:
-                Document(title=title[:500] or "Untitled", text=text).save()
+        # Saved as any import saves them: indexing runs (eagerly, in this
+        # process) one EMBEDDING_TASK_BATCH of documents at a time.
+        ids = [
+            document_create(title=title[:500] or "Untitled", text=text, index=False).pk
+            for title, text in rows
+        ]
+        documents_index_queue(document_ids=ids)
         pipeline_seconds = time.perf_counter() - started
         chunks = Chunk.objects.count()
         inputs = _embed_inputs(embedder)
@@ -98,7 +100,7 @@ def _read_corpus(path: Path, limit: int) -> list[tuple[str, str]]:
 def _embed_inputs(embedder: EmbeddingProvider) -> list[str]:
     """The exact texts the pipeline embedded: title prefix + chunk text."""
     from documents.models import Chunk
-    from documents.services.embed import title_prefix
+    from documents.services.indexing import title_prefix
 
     prefixes: dict[str, str] = {}
     inputs = []

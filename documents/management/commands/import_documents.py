@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -14,8 +15,7 @@ from tqdm import tqdm
 
 from documents.ingestion import SUPPORTED_EXTENSIONS
 from documents.models import Document
-from documents.services import ImportOutcome, document_ingest_bytes
-from documents.services.embed import deferred_indexing
+from documents.services import ImportOutcome, document_ingest_bytes, documents_index_queue
 
 #: Pause before the one retry of a file whose database connection was lost.
 _RECONNECT_PAUSE_SECONDS = 1.0
@@ -56,23 +56,25 @@ class Command(BaseCommand):
         progress = tqdm(
             files, unit="file", disable=options["no_progress"] or not files, file=self.stderr._out
         )
+        # Indexing is queued in batches as the import goes on, so workers
+        # embed many chunks together while the rest is still being read.
+        queued: list[int] = []
         try:
-            with deferred_indexing() as queued:
-                for path in progress:
-                    progress.set_postfix_str(path.name[-40:], refresh=False)
-                    outcome, error, document = self._import_one(path, options["tags"], owner)
-                    counts[outcome] += 1
-                    if error:
-                        failures.append((path, error))
-                    elif (
-                        document is not None
-                        and outcome == ImportOutcome.UNCHANGED
-                        and not _indexed(document)
-                    ):
-                        # Saved by an earlier run whose indexing never finished
-                        # (the run or the database stopped first): queue it again.
-                        queued.append(document.pk)
-        except DatabaseError as exc:  # Queueing the indexing at the end failed.
+            for path in progress:
+                progress.set_postfix_str(path.name[-40:], refresh=False)
+                outcome, error, document = self._import_one(path, options["tags"], owner)
+                counts[outcome] += 1
+                if error:
+                    failures.append((path, error))
+                elif document is not None and not _indexed(document):
+                    # New or changed, or saved by an earlier run whose indexing
+                    # never finished (the run or the database stopped first).
+                    queued.append(document.pk)
+                if len(queued) >= settings.EMBEDDING_TASK_BATCH:
+                    documents_index_queue(document_ids=queued)
+                    queued.clear()
+            documents_index_queue(document_ids=queued)
+        except DatabaseError as exc:  # Queueing the indexing failed.
             self._summary(counts, failures)
             raise CommandError(
                 f"indexing could not be queued ({type(exc).__name__}: {exc}); "
@@ -117,6 +119,7 @@ class Command(BaseCommand):
             source_path=str(path.resolve()),
             tags=tags,
             owner=owner,
+            index=False,
         )
         try:
             try:

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from documents.embeddings import get_embedder
 from documents.models import Document
-from documents.services import documents_reembed
+from documents.services import documents_index_queue, documents_reembed
 
 
 class Command(BaseCommand):
@@ -48,6 +48,9 @@ class Command(BaseCommand):
         ) as progress:
             for start in range(0, len(ids), batch):
                 part = ids[start : start + batch]
-                documents_reembed(document_ids=part, force=not options["stale"])
+                if options["stale"]:
+                    documents_index_queue(document_ids=part)
+                else:
+                    documents_reembed(document_ids=part)
                 progress.update(len(part))
         self.stdout.write(self.style.SUCCESS(f"Queued {len(ids)} document(s)."))

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from search.analytics import terms_array_literal
-from search.backends.hybrid import semantic_weight_for
-from search.query import parse_query
+from search.ranking.backends.hybrid import semantic_weight_for
+from search.ranking.query import parse_query
 
 
 class Command(BaseCommand):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from pgvector import Vector
 from tqdm import tqdm
 
 from config.database import switch_database
@@ -123,9 +124,8 @@ def build_corpus(dataset: Path, embedder: EmbeddingProvider, chunks: int, out: A
     from django.db import connection
     from django.utils import timezone
 
+    from documents.analysis import analyze_many, document_postings
     from documents.models import Document, content_hash_of
-    from search.analysis import analyze_many
-    from search.indexing import document_postings
 
     rows = [
         json.loads(line)
@@ -180,7 +180,7 @@ def build_corpus(dataset: Path, embedder: EmbeddingProvider, chunks: int, out: A
                         offset,
                         offset + len(texts[i]),
                         len(terms[i]),
-                        _literal(vector),
+                        Vector(vector),
                         embedder.name,
                         _tsvector(terms[i]),
                     )
@@ -227,17 +227,13 @@ def _tsvector(terms: list[str]) -> str:
     return " ".join(f"'{t}':{min(i, 16383)}" for i, t in enumerate(terms, start=1))
 
 
-def _literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.6g}" for x in vector.tolist()) + "]"
-
-
 def run_benchmark(queries: list[str], embedder: EmbeddingProvider) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
 
     from documents.models import Document
-    from search.backends import SearchMode, get_search_backend
-    from search.backends.semantic import SemanticBackend, clear_query_cache, embed_query
-    from search.query import parse_query
+    from search.ranking.backends import SearchMode, get_search_backend
+    from search.ranking.backends.semantic import SemanticBackend, clear_query_cache, embed_query
+    from search.ranking.query import parse_query
 
     user, _ = get_user_model().objects.get_or_create(
         username="benchmark", defaults={"is_superuser": True, "is_staff": True}

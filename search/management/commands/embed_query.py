@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from search.analytics import recorded_search_settings
-from search.backends.semantic import embed_query
-from search.query import parse_query
+from search.ranking.backends.semantic import embed_query
+from search.ranking.query import parse_query
 
 
 class Command(BaseCommand):
@@ -27,7 +27,7 @@ class Command(BaseCommand):
         if not text:
             raise CommandError("the query has no words to embed")
         vector, _ = embed_query(text)
-        self.stdout.write(vector.literal)
+        self.stdout.write(vector.vector.to_text())
         try:
             recorded = recorded_search_settings()
         except DatabaseError:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from search.evaluation import index_dataset, load_beir, open_evaluation_database
+from search.ranking.evaluation import index_dataset, load_beir, open_evaluation_database
 from search.related import RelatedMethod, related_documents
 
 

@@ -10,8 +10,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from search.backends import SearchMode
-from search.evaluation import (
+from search.ranking.backends import SearchMode
+from search.ranking.evaluation import (
     index_dataset,
     load_beir,
     open_evaluation_database,

@@ -1,0 +1,140 @@
+"""Hybrid search: keyword and semantic legs fused in one SQL statement."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from documents.analysis import detect_language
+from documents.embeddings import get_embedder
+from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
+from search.ranking.backends.semantic import (
+    CHUNKS_PER_DOCUMENT,
+    embed_query,
+    exact_scan_needed,
+    set_hnsw_options,
+)
+from search.ranking.backends.sql import (
+    VectorQuery,
+    base_cte,
+    base_query,
+    compose,
+    hybrid_select,
+    keyword_ctes,
+    semantic_ctes,
+)
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from documents.models import Document
+    from search.ranking.query import ParsedQuery
+
+
+def semantic_weight_for(text: str) -> float:
+    """Weight of the semantic leg for a query, by its language.
+
+    The provider says how much its model deserves per language (all-MiniLM
+    reads no Korean, so a Korean query is ranked by keywords alone). A query
+    mixing Korean and English gets the lesser weight of the two: a model that
+    cannot read part of a query should not reorder its results.
+    """
+    if settings.SEARCH_SEMANTIC_WEIGHT is not None:
+        return float(settings.SEARCH_SEMANTIC_WEIGHT)
+    weights = get_embedder().semantic_weights
+    language = detect_language(text)
+    if language == "mixed":
+        return min(weights.get("ko", 0.0), weights.get("en", 0.0))
+    return weights.get(language, 0.0)
+
+
+class HybridBackend(SearchBackend):
+    mode = SearchMode.HYBRID
+
+    def search(
+        self, query: ParsedQuery, *, queryset: QuerySet[Document], limit: int
+    ) -> BackendResult:
+        if query.is_empty:
+            return BackendResult(hits=[])
+        from search.ranking.backends.keyword import KeywordBackend
+
+        weight = semantic_weight_for(query.semantic_text)
+        if weight <= 0:
+            # The model has no say for this language: skip embedding the query.
+            result = KeywordBackend().search(query, queryset=queryset, limit=limit)
+            result.notes.append(
+                "keyword-only: the embedding model does not read this query's language"
+            )
+            return result
+        candidates = max(limit, settings.SEARCH_CANDIDATES)
+        vector, embed_ms = embed_query(query.semantic_text)
+        started = time.perf_counter()
+        rows = self._fused(query, vector, queryset, candidates, limit, weight)
+        if (not rows or rows[0][10] < candidates) and exact_scan_needed(
+            query,
+            vector,
+            queryset=queryset,
+            scanned=int(rows[0][9]) if rows else 0,
+            wanted=candidates * CHUNKS_PER_DOCUMENT,
+        ):
+            # A selective filter starved the index scan: see exact_scan_needed.
+            vector = dataclasses.replace(vector, exact=True)
+            rows = self._fused(query, vector, queryset, candidates, limit, weight)
+        hits = [
+            SearchHit(
+                document_id=row[0],
+                score=float(row[1]),
+                rank=index,
+                keyword_rank=row[2],
+                keyword_score=_float(row[3]),
+                semantic_rank=row[4],
+                semantic_score=_float(row[5]),
+                chunk_id=row[6],
+                chunk_matches=int(row[7]),
+            )
+            for index, row in enumerate(rows, start=1)
+        ]
+        result = BackendResult(hits=hits, total=int(rows[0][8]) if rows else 0)
+        result.timings["embed_ms"] = embed_ms
+        result.timings["hybrid_ms"] = (time.perf_counter() - started) * 1000
+        return result
+
+    def _fused(
+        self,
+        query: ParsedQuery,
+        vector: VectorQuery,
+        queryset: QuerySet[Document],
+        candidates: int,
+        limit: int,
+        weight: float,
+    ) -> list[tuple[Any, ...]]:
+        select_sql, select_params = hybrid_select(
+            keyword_weight=1 - weight,
+            semantic_weight=weight,
+            fusion=settings.SEARCH_FUSION,
+            limit=limit,
+            candidate_counts=True,
+        )
+        sql, params = compose(
+            base_cte(queryset, query),
+            keyword_ctes(query, limit=candidates),
+            semantic_ctes(
+                vector,
+                base=base_query(queryset, query),
+                chunk_limit=candidates * CHUNKS_PER_DOCUMENT,
+                limit=candidates,
+            ),
+            select=(select_sql, select_params),
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            set_hnsw_options(cursor)
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]

@@ -1,0 +1,175 @@
+"""Semantic search: the query embedding against chunk embeddings (HNSW)."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Final
+
+from django.conf import settings
+from django.db import connection, transaction
+from pgvector import Vector
+
+from documents.embeddings import get_embedder
+from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
+from search.ranking.backends.sql import (
+    VectorQuery,
+    base_cte,
+    base_query,
+    compose,
+    semantic_ctes,
+    visible_chunks_query,
+)
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from documents.models import Document
+    from search.ranking.query import ParsedQuery
+
+#: Chunks fetched per wanted document (several chunks can share a document).
+CHUNKS_PER_DOCUMENT: Final = 3
+
+
+#: Query embeddings kept per process: the UI searches the same text again for
+#: every page, filter, sort or mode change, and the model is the slow part.
+QUERY_CACHE_SIZE: Final = 512
+#: Per provider object: a provider swapped in (a new model) starts empty.
+_query_caches: weakref.WeakKeyDictionary[Any, OrderedDict[str, VectorQuery]] = (
+    weakref.WeakKeyDictionary()
+)
+_query_cache_lock = threading.Lock()
+
+
+def embed_query(text: str) -> tuple[VectorQuery, float]:
+    """Embed a query with the configured provider; return it and the time (ms).
+
+    A query embedded recently by the same provider object comes from a small
+    LRU cache, so a provider swapped in (another model) never sees another's
+    vectors.
+    """
+    embedder = get_embedder()
+    started = time.perf_counter()
+    with _query_cache_lock:
+        cache = _query_caches.setdefault(embedder, OrderedDict())
+        cached = cache.get(text)
+        if cached is not None:
+            cache.move_to_end(text)
+    if cached is None:
+        vector = embedder.embed_query(text)
+        cached = VectorQuery(
+            vector=Vector(vector), dimensions=embedder.dimensions, model=embedder.name
+        )
+        with _query_cache_lock:
+            cache[text] = cached
+            while len(cache) > QUERY_CACHE_SIZE:
+                cache.popitem(last=False)
+    return cached, (time.perf_counter() - started) * 1000
+
+
+def clear_query_cache() -> None:
+    """Forget cached query embeddings (benchmarks time the model, not the cache)."""
+    with _query_cache_lock:
+        _query_caches.clear()
+
+
+def set_hnsw_options(cursor: Any) -> None:
+    """Search settings for this transaction: recall-oriented ef_search, and
+    iterative scans so filtered queries still return k rows (pgvector 0.8)."""
+    ef_search = int(settings.SEARCH_HNSW_EF_SEARCH)
+    cursor.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+    cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+
+
+def exact_scan_needed(
+    query: ParsedQuery,
+    vector: VectorQuery,
+    *,
+    queryset: QuerySet[Document],
+    scanned: int,
+    wanted: int,
+) -> bool:
+    """Whether an exact scan could find chunks that the index scan did not.
+
+    The index scan stops after ``hnsw.max_scan_tuples``; with a very selective
+    filter that can be before ``wanted`` chunks were found, and an exact scan
+    over the few visible chunks never misses. But a short scan of a small
+    collection has simply returned every chunk the user may see: an exact
+    scan would repeat it (and, in hybrid mode, the keyword leg with it).
+    """
+    if scanned >= wanted:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(*visible_chunks_query(vector, base=base_query(queryset, query)))
+        (visible,) = cursor.fetchone()
+    return scanned < visible
+
+
+class SemanticBackend(SearchBackend):
+    mode = SearchMode.SEMANTIC
+
+    def search(
+        self, query: ParsedQuery, *, queryset: QuerySet[Document], limit: int
+    ) -> BackendResult:
+        text = query.semantic_text
+        if query.is_empty or not text:
+            # Same emptiness as the other modes: "-", "the" or "OR" alone are
+            # no search, not a request for the nearest documents to noise.
+            return BackendResult(hits=[])
+        vector, embed_ms = embed_query(text)
+        started = time.perf_counter()
+        rows, scanned = self._nearest(query, vector, queryset=queryset, limit=limit)
+        if len(rows) < limit and exact_scan_needed(
+            query,
+            vector,
+            queryset=queryset,
+            scanned=scanned,
+            wanted=limit * CHUNKS_PER_DOCUMENT,
+        ):
+            vector = dataclasses.replace(vector, exact=True)
+            rows, _ = self._nearest(query, vector, queryset=queryset, limit=limit)
+        hits = [
+            SearchHit(
+                document_id=doc_id,
+                score=float(score),
+                rank=int(rank),
+                semantic_rank=int(rank),
+                semantic_score=float(score),
+                chunk_id=chunk_id,
+                chunk_matches=int(matches),
+            )
+            for doc_id, chunk_id, score, rank, matches, _ in rows
+        ]
+        result = BackendResult(hits=hits, total=len(hits))
+        result.timings["embed_ms"] = embed_ms
+        result.timings["semantic_ms"] = (time.perf_counter() - started) * 1000
+        if vector.exact:
+            result.notes.append("exact-scan")
+        return result
+
+    def _nearest(
+        self, query: ParsedQuery, vector: VectorQuery, *, queryset: QuerySet[Document], limit: int
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """Nearest documents, and how many chunks the scan returned."""
+        sql, params = compose(
+            base_cte(queryset, query),
+            semantic_ctes(
+                vector,
+                base=base_query(queryset, query),
+                chunk_limit=limit * CHUNKS_PER_DOCUMENT,
+                limit=limit,
+            ),
+            select=(
+                "SELECT document_id, chunk_id, score, rank, matches,"
+                " (SELECT count(*) FROM sem_nn) FROM sem ORDER BY rank",
+                [],
+            ),
+        )
+        with transaction.atomic(), connection.cursor() as cursor:
+            set_hnsw_options(cursor)
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return rows, (int(rows[0][5]) if rows else 0)
