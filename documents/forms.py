@@ -18,7 +18,7 @@ class DocumentAdminForm(forms.ModelForm):
 
     upload = forms.FileField(
         required=False,
-        help_text="A .txt, .md, .html, .pdf or .docx file. Its text replaces the "
+        help_text="A .txt, .md, .csv, .html, .pdf or .docx file. Its text replaces the "
         "text below; the title is taken from the file when left empty.",
     )
     tags = SimpleArrayField(

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from documents.ingestion import extract as extract_module
+from documents.ingestion.extract import limits
 from documents.models import Document
 from search.ranking.backends import SearchMode
 from search.ranking.query import MAX_QUERY_CHARS, parse_query
@@ -454,7 +454,7 @@ class TestImportLimits:
         django_capture_on_commit_callbacks: CaptureCallbacks,
     ) -> None:
         """Archives expanding too far are refused with a reason; good files still import."""
-        monkeypatch.setattr(extract_module, "MAX_DOCX_UNCOMPRESSED_BYTES", 2 * 1024 * 1024)
+        monkeypatch.setattr(limits, "MAX_ZIP_UNCOMPRESSED_BYTES", 2 * 1024 * 1024)
         (tmp_path / "dense.docx").write_bytes(
             make_docx("Dense.", extra={"word/media/pad.bin": b"\0" * (3 * 1024 * 1024)})
         )
@@ -466,6 +466,25 @@ class TestImportLimits:
         assert counts == (1, 0, 0, 2)
         assert output.count("archive too large when uncompressed (possible zip bomb)") == 2
         assert Document.objects.get().text == "Laptops are issued on day one."
+
+    def test_legacy_korean_files_import_and_latin1_is_refused(
+        self, tmp_path: Path, django_capture_on_commit_callbacks: CaptureCallbacks
+    ) -> None:
+        """CP949/EUC-KR .txt and .csv files import intact; undeclared Latin-1 gets a reason."""
+        notice = "휴가 신청 방법 안내 문서입니다."
+        (tmp_path / "notice.txt").write_bytes(notice.encode("cp949"))
+        (tmp_path / "leave.csv").write_bytes("이름,남은 연차\n김민수,12\n".encode("euc-kr"))
+        (tmp_path / "menu.txt").write_bytes(b"caf\xe9 au lait")
+        counts, output = run_import(django_capture_on_commit_callbacks, tmp_path)
+        assert counts == (2, 0, 0, 1), output
+        assert (
+            "menu.txt: not valid UTF-8 text (invalid byte 0xe9 at offset 3) "
+            "and no other encoding fits" in output
+        )
+        assert dict(Document.objects.values_list("original_filename", "text")) == {
+            "notice.txt": notice,
+            "leave.csv": "이름,남은 연차\n김민수,12",
+        }
 
     @pytest.mark.parametrize(
         "line",

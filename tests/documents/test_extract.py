@@ -1,7 +1,8 @@
-"""Tests for documents.ingestion.extract: formats, detection and rejections."""
+"""Tests for documents.ingestion.extract: formats, detection, encodings and rejections."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import random
@@ -12,13 +13,16 @@ import docx
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from documents.ingestion import extract as extract_module
 from documents.ingestion.extract import (
+    FORMATS,
     SUPPORTED_EXTENSIONS,
     ExtractedText,
     ExtractionError,
     extract_text,
+    limits,
 )
+from documents.ingestion.extract.common import check_zip_bomb
+from documents.models import Document
 
 
 def _make_pdf(pages: list[list[str]], *, title: str | None = None) -> bytes:
@@ -138,6 +142,96 @@ class TestExtractPlainText:
         assert extract_text(text.encode(), filename="ko.txt").text == text
 
 
+LEAVE_NOTICE = "휴가 신청 방법 안내 문서입니다."
+
+
+class TestTextEncodings:
+    @pytest.mark.parametrize("filename", ["leave.txt", "leave.md", "leave.csv"])
+    def test_cp949_text_is_recovered_exactly(self, filename: str) -> None:
+        """CP949 bytes in a .txt, .md or .csv file decode to the original Korean."""
+        text = f"{LEAVE_NOTICE}\n\n연차는 팀장 승인 후 사용합니다. 똠방각하, 햏."
+        result = extract_text(text.encode("cp949"), filename=filename)
+        assert result.text == text
+        assert result.source_type == ("md" if filename.endswith(".md") else "txt")
+
+    def test_euc_kr_text_is_recovered_exactly(self) -> None:
+        """EUC-KR, a subset of CP949, decodes to the original Korean."""
+        result = extract_text(LEAVE_NOTICE.encode("euc-kr"), filename="notice.txt")
+        assert result == ExtractedText(text=LEAVE_NOTICE, source_type="txt", title=LEAVE_NOTICE)
+
+    def test_cp949_markdown_is_titled_by_its_heading(self) -> None:
+        """A legacy-encoded Markdown file still gets its "# " heading as title."""
+        raw = "# 휴가 안내\n\n연차는 팀장 승인 후 사용합니다.\n"
+        result = extract_text(raw.encode("cp949"), filename="guide.md")
+        assert result.title == "휴가 안내"
+        assert result.text == raw.strip()
+
+    def test_cp949_csv_is_plain_text_titled_by_file_name(self) -> None:
+        """A CSV is stored as plain text; its header row is not the title."""
+        raw = "이름,부서,남은 연차\n김민수,인사팀,12\n이영희,개발팀,7\n"
+        result = extract_text(raw.encode("cp949"), filename="연차 현황.csv")
+        assert result == ExtractedText(text=raw.strip(), source_type="txt", title="연차 현황")
+
+    def test_cp949_mostly_english_with_some_korean(self) -> None:
+        """English text with a few Korean words in CP949 decodes (its letters are Hangul)."""
+        text = "Project plan for the Seoul office: 회의 일정 and budget review by Friday."
+        assert extract_text(text.encode("cp949"), filename="plan.txt").text == text
+
+    def test_cp949_box_drawing_table(self) -> None:
+        """Box-drawing tables, common in old Korean text files, do not count against it."""
+        text = "┌──────┬──────┐\n│ 항목 │ 금액 │\n└──────┴──────┘\n※ 영수증을 첨부하십시오."
+        assert extract_text(text.encode("cp949"), filename="expenses.txt").text == text
+
+    def test_cp949_heavy_in_hanja_is_confirmed_by_the_detector(self) -> None:
+        """Text with more Hanja than Hangul decodes when the detector agrees it is Korean."""
+        text = "大韓民國 憲法 第一條 大韓民國은 民主共和國이다."
+        assert extract_text(text.encode("cp949"), filename="law.txt").text == text
+
+    def test_utf8_with_bom_korean(self) -> None:
+        """UTF-8 with a byte order mark decodes, without the mark."""
+        result = extract_text(LEAVE_NOTICE.encode("utf-8-sig"), filename="bom.txt")
+        assert result.text == LEAVE_NOTICE
+
+    @pytest.mark.parametrize(
+        ("bom", "codec"),
+        [(codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")],
+        ids=["le", "be"],
+    )
+    def test_utf16_with_bom_korean(self, bom: bytes, codec: str) -> None:
+        """UTF-16 in either byte order decodes when it starts with a BOM."""
+        data = bom + LEAVE_NOTICE.encode(codec)
+        assert extract_text(data, filename="u16.txt").text == LEAVE_NOTICE
+
+    def test_latin1_english_is_refused_clearly(self) -> None:
+        """Latin-1 is not guessed (any bytes fit it); the first bad byte is named."""
+        data = b"Caf\xe9 au lait and croissants are served in the lobby every morning."
+        assert _error_message(data, "menu.txt") == (
+            "not valid UTF-8 text (invalid byte 0xe9 at offset 3) and no other encoding fits"
+        )
+
+    def test_damaged_utf8_korean_is_not_read_as_another_encoding(self) -> None:
+        """UTF-8 Korean cut mid-character is refused, not indexed as mojibake."""
+        data = LEAVE_NOTICE.encode()[:-2]
+        assert _error_message(data, "cut.txt").startswith("not valid UTF-8 text (invalid byte")
+
+    def test_utf8_bom_means_utf8(self) -> None:
+        """A file marked UTF-8 is not decoded as CP949 when its UTF-8 is broken."""
+        text = "Leave policy: 휴가 applies to all staff members in every office."
+        data = codecs.BOM_UTF8 + text.encode("cp949")
+        assert _error_message(data, "bom.txt") == (
+            f"not valid UTF-8 text (invalid byte 0x{data[17]:02x} at offset 17)"
+        )
+
+    def test_random_high_bytes_are_still_binary(self) -> None:
+        """Random bytes without NULs decode in no encoding and stay binary."""
+        data = random.Random(7).randbytes(8192).replace(b"\0", b"\x01")
+        assert _error_message(data, "blob.txt") == "binary content, not text"
+
+    def test_repeated_symbol_bytes_are_not_korean(self) -> None:
+        """Bytes that decode as CP949 symbols only (no Hangul) are not taken as Korean."""
+        assert _error_message(b"\xa2\xa2" * 2048, "blob.csv") == "binary content, not text"
+
+
 class TestNormalisation:
     def test_newlines_controls_trailing_spaces_and_blank_runs(self) -> None:
         """CRLF/CR become LF, controls vanish, lines are right-trimmed, blanks squeezed."""
@@ -212,6 +306,45 @@ class TestExtractHtml:
         html = b"<div>" * 5000 + b"deep" + b"</div>" * 5000
         assert extract_text(html, filename="deep.html").text == "deep"
 
+    def test_meta_charset_euc_kr(self) -> None:
+        """Legacy Korean HTML is decoded with the charset its <meta> declares."""
+        html = (
+            b'<html><head><meta charset="euc-kr"><title>'
+            + "휴가 안내".encode("cp949")
+            + b"</title></head><body><p>"
+            + LEAVE_NOTICE.encode("cp949")
+            + b"</p></body></html>"
+        )
+        result = extract_text(html, filename="leave.html")
+        assert (result.title, result.text) == ("휴가 안내", LEAVE_NOTICE)
+
+    def test_http_equiv_charset_latin1_is_trusted(self) -> None:
+        """A declared Latin-1 page decodes: a declaration is evidence, not a guess."""
+        html = (
+            b'<html><head><meta http-equiv="Content-Type" '
+            b'content="text/html; charset=iso-8859-1"></head>'
+            b"<body><p>Caf\xe9 cr\xe8me</p></body></html>"
+        )
+        assert extract_text(html, filename="menu.htm").text == "Café crème"
+
+    def test_undeclared_cp949_html_is_detected(self) -> None:
+        """CP949 HTML without a declaration is detected, even with an unknown extension."""
+        html = b"<html><body><p>" + LEAVE_NOTICE.encode("cp949") + b"</p></body></html>"
+        result = extract_text(html, filename="saved.dat")
+        assert (result.source_type, result.text) == ("html", LEAVE_NOTICE)
+
+    def test_valid_utf8_wins_over_a_wrong_declaration(self) -> None:
+        """UTF-8 bytes are read as UTF-8 even when the page claims EUC-KR."""
+        html = '<meta charset="euc-kr"><p>' + LEAVE_NOTICE + "</p>"
+        assert extract_text(html.encode(), filename="p.html").text == LEAVE_NOTICE
+
+    def test_undeclared_latin1_html_is_refused(self) -> None:
+        """HTML in an undeclared single-byte encoding is refused like text."""
+        html = b"<html><body><p>Caf\xe9 au lait and croissants every morning.</p></body></html>"
+        assert _error_message(html, "menu.html").startswith(
+            "not valid UTF-8 text (invalid byte 0xe9 at offset 18)"
+        )
+
 
 class TestTypeDetection:
     def test_html_content_wins_over_txt_extension(self) -> None:
@@ -260,7 +393,9 @@ class TestTypeDetection:
     def test_unsupported_extension_lists_supported_types(self) -> None:
         """Unknown extensions with unrecognised content name the supported types."""
         message = _error_message(b"hello", "data.xyz")
-        assert message == "unsupported file type '.xyz' (supported: .docx, .html, .md, .pdf, .txt)"
+        assert message == (
+            "unsupported file type '.xyz' (supported: .csv, .docx, .html, .md, .pdf, .txt)"
+        )
 
     def test_missing_extension_is_unsupported(self) -> None:
         """A name without extension and plain text content is rejected."""
@@ -273,9 +408,18 @@ class TestTypeDetection:
 
     def test_supported_extensions_constant(self) -> None:
         """SUPPORTED_EXTENSIONS lists every accepted extension."""
-        assert {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"} == set(
+        assert {".txt", ".csv", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"} == set(
             SUPPORTED_EXTENSIONS
         )
+
+    def test_every_format_stores_a_known_source_type(self) -> None:
+        """Each row of the dispatch table maps to a Document.SourceType value."""
+        assert {fmt.source_type for fmt in FORMATS} <= set(Document.SourceType.values)
+
+    def test_each_extension_belongs_to_one_format(self) -> None:
+        """No extension is claimed by two rows of the dispatch table."""
+        extensions = [ext for fmt in FORMATS for ext in fmt.extensions]
+        assert len(extensions) == len(set(extensions))
 
 
 class TestExtractPdf:
@@ -359,9 +503,17 @@ class TestExtractDocx:
         message = _error_message(data, "bomb.docx")
         assert message == "archive too large when uncompressed (possible zip bomb)"
 
+    def test_bomb_guard_is_shared_by_zip_formats(self) -> None:
+        """The guard names the calling format in its corrupt-archive message."""
+        bomb = _zip_bytes({"Contents/section0.xml": b"\0" * (2 * 1024 * 1024)})
+        with pytest.raises(ExtractionError, match=r"possible zip bomb"):
+            check_zip_bomb(bomb, label="HWPX")
+        with pytest.raises(ExtractionError, match=r"^corrupt or unreadable HWPX: "):
+            check_zip_bomb(bomb[:100], label="HWPX")
+
     def test_uncompressed_size_limit(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Archives expanding beyond the size limit are rejected even at ratio 1."""
-        monkeypatch.setattr(extract_module, "MAX_DOCX_UNCOMPRESSED_BYTES", 1024 * 1024)
+        monkeypatch.setattr(limits, "MAX_ZIP_UNCOMPRESSED_BYTES", 1024 * 1024)
         data = _zip_bytes(
             {"word/document.xml": os.urandom(2 * 1024 * 1024)}, compression=zipfile.ZIP_STORED
         )
@@ -390,7 +542,8 @@ class TestRejections:
 
     def test_binary_without_nuls(self) -> None:
         """Mostly undecodable bytes without NULs are still binary."""
-        data = bytes(random.Random(1).randrange(0x80, 0x100) for _ in range(4096))
+        rng = random.Random(1)
+        data = bytes(rng.randrange(0x80, 0x100) for _ in range(4096))
         assert _error_message(data, "blob.md") == "binary content, not text"
 
     def test_mostly_control_characters(self) -> None:
@@ -403,7 +556,9 @@ class TestRejections:
         """Latin-1 text is not guessed: the first bad byte and offset are reported."""
         data = ("Ceci est un texte français assez long pour être du texte. " * 3).encode("latin-1")
         message = _error_message(data, "fr.txt")
-        assert message == "not valid UTF-8 text (invalid byte 0xe7 at offset 22)"
+        assert message == (
+            "not valid UTF-8 text (invalid byte 0xe7 at offset 22) and no other encoding fits"
+        )
         assert data.index(b"\xe7") == 22
 
     def test_invalid_utf8_offset_counts_the_bom(self) -> None:
