@@ -18,8 +18,8 @@ class DocumentAdminForm(forms.ModelForm):
 
     upload = forms.FileField(
         required=False,
-        help_text="A .txt, .md, .csv, .html, .pdf or .docx file. Its text replaces the "
-        "text below; the title is taken from the file when left empty.",
+        help_text="A .txt, .md, .csv, .html, .pdf, .docx, .hwp or .hwpx file. Its text "
+        "replaces the text below; the title is taken from the file when left empty.",
     )
     tags = SimpleArrayField(
         forms.CharField(max_length=64),

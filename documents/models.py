@@ -83,6 +83,7 @@ class Document(TimestampedModel):
         HTML = "html", "HTML"
         PDF = "pdf", "PDF"
         DOCX = "docx", "Word (DOCX)"
+        HWP = "hwp", "Hangul (HWP/HWPX)"
         MANUAL = "manual", "Typed in"
 
     class Language(models.TextChoices):

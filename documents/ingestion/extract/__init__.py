@@ -42,6 +42,8 @@ from documents.ingestion.extract.common import (
 from documents.ingestion.extract.decoding import TextDecodeError
 from documents.ingestion.extract.docx import extract_docx, looks_like_docx
 from documents.ingestion.extract.html import extract_html, looks_like_html
+from documents.ingestion.extract.hwp import HWP_EXTENSIONS, extract_hwp, looks_like_hwp
+from documents.ingestion.extract.hwpx import HWPX_EXTENSIONS, extract_hwpx, looks_like_hwpx
 from documents.ingestion.extract.limits import DEFAULT_MAX_BYTES
 from documents.ingestion.extract.pdf import PDF_EXTENSIONS, extract_pdf, looks_like_pdf
 from documents.ingestion.extract.text import extract_markdown, extract_plain_text
@@ -100,6 +102,17 @@ FORMATS: Final[tuple[FileFormat, ...]] = (
         mismatch_error="not a valid PDF: the file does not start with %PDF-",
         title_from_first_line=True,
     ),
+    # HWPX before DOCX: both are zip archives, told apart by their members.
+    FileFormat(
+        source_type="hwp",
+        label="HWPX",
+        extensions=HWPX_EXTENSIONS,
+        extract=extract_hwpx,
+        sniff=looks_like_hwpx,
+        mismatch_error="not a valid HWPX document: expected a Hangul (OWPML) archive",
+        container="zip",
+        title_from_first_line=True,
+    ),
     FileFormat(
         source_type="docx",
         label="DOCX",
@@ -109,23 +122,16 @@ FORMATS: Final[tuple[FileFormat, ...]] = (
         mismatch_error="not a valid DOCX document: expected a Word (OOXML) archive",
         container="zip",
     ),
-    # Korean word-processor formats go here, before HTML (not implemented yet):
-    #
-    # * .hwp (HWP 5.0): an OLE2 compound file. Sniff ``data.startswith(
-    #   common.OLE_MAGIC)`` plus a "FileHeader" stream, extract the
-    #   "BodyText/Section*" streams; ``mismatch_error`` for a .hwp that is
-    #   not one. Other OLE files (.doc) must keep failing as they do now.
-    # * .hwpx (OWPML): a zip whose "mimetype" member (first and stored, as in
-    #   ODF/EPUB) holds ``application/hwp+zip``. Sniff with ``common.zip_member_names`` and a
-    #   read of that member, set ``container="zip"``, and call
-    #   ``common.check_zip_bomb(data, label="HWPX")`` before parsing
-    #   "Contents/section*.xml".
-    #
-    # Each is one module (``hwp.py``, ``hwpx.py``) with ``looks_like_*`` and
-    # ``extract_*`` of the shapes above, and one row here; SUPPORTED_EXTENSIONS
-    # and the "supported: ..." hint follow from the table. ``source_type``
-    # must be a Document.SourceType value, and adding "hwp"/"hwpx" there needs
-    # a migration.
+    # HWP 5.0 is an OLE2 compound file; other OLE files (.doc) are not it.
+    FileFormat(
+        source_type="hwp",
+        label="HWP",
+        extensions=HWP_EXTENSIONS,
+        extract=extract_hwp,
+        sniff=looks_like_hwp,
+        mismatch_error="not a valid HWP document: expected a Hangul HWP 5.0 file",
+        title_from_first_line=True,
+    ),
     FileFormat(
         source_type="html",
         label="HTML",

@@ -158,7 +158,7 @@ def short_reason(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------
-# Zip-based formats (DOCX; HWPX next)
+# Zip-based formats (DOCX, HWPX)
 
 
 def zip_member_names(data: bytes) -> frozenset[str] | None:

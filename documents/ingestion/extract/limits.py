@@ -13,7 +13,7 @@ from typing import Final
 #: Default upload size limit of ``extract_text`` (callers pass the setting).
 DEFAULT_MAX_BYTES: Final = 10 * 1024 * 1024
 
-# Zip-bomb guard for every zip-based format (DOCX today, HWPX next).
+# Zip-bomb guard for every zip-based format (DOCX, HWPX).
 MAX_ZIP_UNCOMPRESSED_BYTES: Final = 100 * 1024 * 1024
 MAX_ZIP_COMPRESSION_RATIO: Final = 100
 # Below this size a high ratio is harmless (a tiny, very repetitive document),
@@ -40,3 +40,16 @@ PDF_HEADER_WINDOW: Final = 1024
 HTML_SNIFF_WINDOW: Final = 4096
 # Guard against pathological nesting of tables inside table cells.
 DOCX_MAX_TABLE_DEPTH: Final = 20
+
+# HWP 5.0 keeps its streams raw-deflated inside a compound file: the most one
+# stream, and all of them together, may inflate to before the upload is
+# refused as a decompression bomb, checked before python-hwpx inflates any.
+HWP_MAX_STREAM_INFLATED_BYTES: Final = 64 * 1024 * 1024
+HWP_MAX_INFLATED_BYTES: Final = 128 * 1024 * 1024
+# Output per inflate step while measuring, so a bomb never sits in memory.
+HWP_INFLATE_CHUNK_BYTES: Final = 1024 * 1024
+HWP_MAX_SECTIONS: Final = 1024
+# HWPX parts (python-hwpx itself refuses more than 4,096 zip entries).
+HWPX_MAX_MEMBERS: Final = 4096
+# Tables in table cells and text boxes, for HWP and HWPX (as for DOCX).
+HWPX_MAX_NESTING_DEPTH: Final = 20
