@@ -15,7 +15,7 @@ from django.core.management import call_command
 from pypdf import PdfWriter
 
 from documents.models import Chunk, Document
-from documents.services import documents_mark_failed
+from documents.services import documents_embed, documents_mark_failed
 from tests.factories import make_document
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from django.contrib.auth.models import User
     from django.test import Client
+    from pytest_django import DjangoAssertNumQueries
     from pytest_django.fixtures import Settings as SettingsWrapper
 
     CaptureCallbacks = Callable[..., AbstractContextManager[list[Callable[[], None]]]]
@@ -340,6 +341,35 @@ class TestAdminUpload:
         for n in range(2, 8):
             make_document(f"Doc {n}", "Expense claims need receipts.", tags=["finance"])
         assert queries() == few
+
+    def test_changelist_query_count_is_bounded(
+        self, admin_session: Client, django_assert_max_num_queries: DjangoAssertNumQueries
+    ) -> None:
+        """15 or 30 documents with tags and chunks: the changelist costs the same 10 queries.
+
+        The session, the user, the tag and group filters' choices, two counts
+        (filtered and in all), the page of documents with their chunk counts,
+        the date hierarchy's range and days, and the embedding models' choices.
+        """
+        counts = []
+        for start in (0, 15):
+            documents = [
+                make_document(
+                    f"Doc {n}",
+                    "Expense claims need receipts. " * 40,
+                    tags=["finance", f"team-{n}"],
+                    index=False,
+                )
+                for n in range(start, start + 15)
+            ]
+            documents_embed(document_ids=[document.pk for document in documents])
+            assert Chunk.objects.filter(document__in=documents).count() >= len(documents)
+            with django_assert_max_num_queries(10) as captured:
+                response = admin_session.get(CHANGELIST_URL)
+            assert response.status_code == 200
+            assert response.context["cl"].result_count == start + 15
+            counts.append(len(captured))
+        assert counts[1] == counts[0]
 
     def test_reembed_action(
         self, admin_session: Client, django_capture_on_commit_callbacks: CaptureCallbacks

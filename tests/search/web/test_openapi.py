@@ -45,12 +45,6 @@ def spec() -> dict[str, Any]:
 
 
 @pytest.fixture
-def logged_in(client: Client, user: User) -> Client:
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def vacation(user: User) -> Document:
     return make_document(
         "Vacation policy",
