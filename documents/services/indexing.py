@@ -1,15 +1,29 @@
-"""The embedding pipeline: chunk, analyse, embed and store a document's index.
+"""Indexing a document: its keyword index at once, its vectors in the background.
 
-A document's chunks, keyword postings and document embedding are replaced in
-one transaction, so search sees either the old index or the new one, never a
-mix. Work is idempotent: a document whose content hash and model match what
-was indexed is skipped.
+Two phases, so that a document is searchable by keyword the moment it is
+saved while the (slow) model embeds in the background:
+
+1. :func:`document_index_keywords`, inside the transaction that saves the
+   document: chunks (cut with the model's tokenizer, without vectors) and
+   keyword postings of its current text.
+2. :func:`documents_embed`, in the Celery task: vectors for those chunks, or
+   for a document whose chunks are not current (an edit, another model) a
+   new index built and swapped in whole.
+
+Each phase replaces what it writes in one transaction, so search sees a
+document's old index or its new one, never a mix. A re-embed with another
+model (same content) builds the new model's chunks beside the live ones
+(``Document.staged_model``) and leaves the live index alone: search keeps
+answering from the old vectors, with queries embedded by the old model,
+until the new model covers the collection; then :func:`documents_cut_over`
+makes the staged chunks live. Work is idempotent: a document indexed (or
+staged) from its current content by the configured model is skipped.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -19,11 +33,11 @@ from django.db.models import F
 from django.utils import timezone
 from pgvector import Vector
 
-from config.celery import queue_on_commit
 from documents.analysis import analyze, analyze_many, document_postings
-from documents.embeddings import EmbeddingProviderError, get_embedder
+from documents.embeddings import get_embedder
 from documents.ingestion import TextChunk, chunk_text
-from documents.models import Document
+from documents.models import Chunk, Document
+from documents.services.switching import documents_cut_over
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,13 +65,34 @@ class _Prepared:
     term_count: float
 
 
+@dataclass(slots=True)
+class _Awaiting:
+    """A document whose current chunks are stored and wait only for vectors."""
+
+    document_id: int
+    content_hash: str
+    chunk_ids: list[int]
+    embed_inputs: list[str] = field(default_factory=list)
+
+
+def document_index_keywords(*, document: Document) -> None:
+    """Make a saved document searchable by keyword now (phase 1).
+
+    Stores the chunks of its current text (cut with the configured model's
+    tokenizer, vectors to come) and its keyword postings. Should be called
+    inside the transaction that saved the document.
+    """
+    embedder = get_embedder()
+    _replace(_prepare(document, embedder), None, embedder.name, stage=False)
+
+
 def document_embed(*, document_id: int, force: bool = False) -> None:
     """Index one document (see ``documents_embed``)."""
     documents_embed(document_ids=[document_id], force=force)
 
 
 def documents_embed(*, document_ids: Sequence[int], force: bool = False) -> int:
-    """Chunk, embed and store the index of many documents; return how many.
+    """Embed and store the index of many documents (phase 2); return how many.
 
     Chunks of all documents are embedded in shared batches, so a bulk import
     runs near the model's own throughput. Raises ``EmbeddingProviderError``
@@ -73,6 +108,8 @@ def documents_embed(*, document_ids: Sequence[int], force: bool = False) -> int:
             "content_hash",
             "embedded_hash",
             "embedding_model",
+            "staged_model",
+            "embedded_at",
             "status",
         )
         .order_by("pk")
@@ -81,24 +118,36 @@ def documents_embed(*, document_ids: Sequence[int], force: bool = False) -> int:
     if not todo:
         return 0
     Document.objects.filter(pk__in=[d.pk for d in todo]).update(status=Document.Status.PROCESSING)
-    prepared: list[_Prepared] = []
+    staged = {d.pk for d in todo if _stages(d, embedder.name)}
+    awaiting = {} if force else _awaiting_vectors(todo, embedder)
+    items: list[_Prepared | _Awaiting] = []
     for document in todo:
+        if document.pk in awaiting:
+            items.append(awaiting[document.pk])
+            continue
         try:
-            prepared.append(_prepare(document, embedder))
+            items.append(_prepare(document, embedder))
         except Exception as exc:  # A bad document must not stop the batch.
             logger.exception("Could not prepare document %s", document.pk)
             documents_mark_failed(document_ids=[document.pk], error=f"chunking failed: {exc}")
-    vectors = embedder.embed_texts([text for p in prepared for text in p.embed_inputs])
+    vectors = embedder.embed_texts([text for item in items for text in item.embed_inputs])
     offset = 0
     stored = 0
-    for item in prepared:
+    for item in items:
         count = len(item.embed_inputs)
         try:
-            stored += _store(item, vectors[offset : offset + count], embedder.name)
+            stored += _store(
+                item,
+                vectors[offset : offset + count],
+                embedder.name,
+                stage=item.document_id in staged,
+            )
         except Exception as exc:  # One bad document must not stop the batch.
             logger.exception("Could not store the index of document %s", item.document_id)
             documents_mark_failed(document_ids=[item.document_id], error=f"indexing failed: {exc}")
         offset += count
+    if staged and stored:
+        documents_cut_over(model_name=embedder.name)
     return stored
 
 
@@ -106,8 +155,58 @@ def _is_current(document: Document, model_name: str) -> bool:
     return (
         document.status == Document.Status.READY
         and document.embedded_hash == document.content_hash
-        and document.embedding_model == model_name
+        and model_name in (document.embedding_model, document.staged_model)
     )
+
+
+def _stages(document: Document, model_name: str) -> bool:
+    """Whether this run builds the document's index beside a live one.
+
+    So it does when the document's live vectors are another model's and
+    were made from its current content: they stay searchable meanwhile.
+    """
+    return (
+        document.embedding_model not in ("", model_name)
+        and document.embedded_hash == document.content_hash
+        and document.embedded_at is not None
+    )
+
+
+def _awaiting_vectors(
+    documents: Sequence[Document], embedder: EmbeddingProvider
+) -> dict[int, _Awaiting]:
+    """The documents whose current chunks, cut for this model, lack only vectors."""
+    candidates = {
+        d.pk: d
+        for d in documents
+        if d.embedded_hash == d.content_hash and d.embedding_model == embedder.name
+    }
+    if not candidates:
+        return {}
+    rows = (
+        Chunk.objects.filter(document_id__in=list(candidates))
+        .order_by("document_id", "position")
+        .values_list("document_id", "id", "text", "embedding_model", "embedding")
+    )
+    chunks: dict[int, list[tuple[int, str]]] = {}
+    complete: dict[int, bool] = {}
+    for document_id, chunk_id, text, model, vector in rows:
+        chunks.setdefault(document_id, []).append((chunk_id, text))
+        fits = model == embedder.name and vector is None
+        complete[document_id] = complete.get(document_id, True) and fits
+    awaiting = {}
+    for document_id, pieces in chunks.items():
+        if not complete[document_id]:
+            continue
+        document = candidates[document_id]
+        prefix, _ = title_prefix(document.title, embedder)
+        awaiting[document_id] = _Awaiting(
+            document_id=document_id,
+            content_hash=document.content_hash,
+            chunk_ids=[chunk_id for chunk_id, _ in pieces],
+            embed_inputs=[prefix + text for _, text in pieces],
+        )
+    return awaiting
 
 
 def title_prefix(title: str, embedder: EmbeddingProvider) -> tuple[str, int]:
@@ -123,12 +222,19 @@ def title_prefix(title: str, embedder: EmbeddingProvider) -> tuple[str, int]:
     return "", 0
 
 
+def chunk_budget(embedder: EmbeddingProvider, prefix_tokens: int = 0) -> int:
+    """Tokens of document text per chunk: the model's chunk size less the title."""
+    size = min(embedder.chunk_tokens or embedder.max_tokens, embedder.max_tokens)
+    budget = max(size - prefix_tokens, _MIN_CHUNK_TOKENS)
+    if settings.CHUNK_MAX_TOKENS:
+        budget = min(budget, settings.CHUNK_MAX_TOKENS)
+    return budget
+
+
 def _prepare(document: Document, embedder: EmbeddingProvider) -> _Prepared:
     title = document.title.strip()
     prefix, prefix_tokens = title_prefix(title, embedder)
-    budget = max(embedder.max_tokens - prefix_tokens, _MIN_CHUNK_TOKENS)
-    if settings.CHUNK_MAX_TOKENS:
-        budget = min(budget, settings.CHUNK_MAX_TOKENS)
+    budget = chunk_budget(embedder, prefix_tokens)
     chunks = chunk_text(
         document.text,
         count_tokens=embedder.count_tokens,
@@ -151,18 +257,68 @@ def _prepare(document: Document, embedder: EmbeddingProvider) -> _Prepared:
     )
 
 
-def _store(item: _Prepared, vectors: np.ndarray, model_name: str) -> int:
-    """Replace the document's index in one transaction; return 1 if stored."""
-    document_vector = vectors.mean(axis=0)
-    norm = float(np.linalg.norm(document_vector)) or 1.0
-    document_vector = document_vector / norm
+def _locked_hash(document_id: int) -> str | None:
+    """Lock the document row (callers are inside a transaction); its content hash."""
+    return (
+        Document.objects.select_for_update(no_key=True)
+        .filter(pk=document_id)
+        .values_list("content_hash", flat=True)
+        .first()
+    )
+
+
+def _document_vector(vectors: np.ndarray) -> list[float]:
+    mean = vectors.mean(axis=0)
+    return (mean / (float(np.linalg.norm(mean)) or 1.0)).tolist()
+
+
+def _store(
+    item: _Prepared | _Awaiting, vectors: np.ndarray, model_name: str, *, stage: bool
+) -> int:
+    """Store a document's vectors in one transaction; return 1 if stored."""
+    if isinstance(item, _Prepared):
+        return _replace(item, vectors, model_name, stage=stage)
     with transaction.atomic():
-        current = (
-            Document.objects.select_for_update(no_key=True)
-            .filter(pk=item.document_id)
-            .values_list("content_hash", flat=True)
-            .first()
+        current = _locked_hash(item.document_id)
+        if current != item.content_hash:
+            # Deleted, or edited while it was being embedded: the save
+            # queued another task for the new text.
+            logger.info("Document %s changed during embedding; skipped", item.document_id)
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE documents_chunk c SET embedding = u.v::vector, updated_at = now()"
+                " FROM unnest(%s::bigint[], %s::text[]) AS u(id, v)"
+                " WHERE c.id = u.id AND c.document_id = %s AND c.embedding IS NULL",
+                [item.chunk_ids, [Vector(v).to_text() for v in vectors], item.document_id],
+            )
+            if cursor.rowcount != len(item.chunk_ids):
+                # Its chunks were replaced meanwhile (the text changed and
+                # changed back): undo, the run queued by that save indexes it.
+                transaction.set_rollback(True)
+                return 0
+        Document.objects.filter(pk=item.document_id).update(
+            status=Document.Status.READY,
+            last_error="",
+            embedding=_document_vector(vectors),
+            embedded_at=timezone.now(),
         )
+    logger.debug("Embedded document %s: %d chunks", item.document_id, len(item.chunk_ids))
+    return 1
+
+
+def _replace(item: _Prepared, vectors: np.ndarray | None, model_name: str, *, stage: bool) -> int:
+    """Replace the document's chunks, postings and vector in one transaction.
+
+    Without ``vectors`` (phase 1) the chunks are stored without them and the
+    document waits for its embedding. With ``stage`` only this model's
+    chunks are written, beside the live index, which stays as it is (see the
+    module docstring). Returns 1 if stored.
+    """
+    # A document without chunks has only its title's vector: nothing to keep.
+    stage = stage and bool(item.chunks)
+    with transaction.atomic():
+        current = _locked_hash(item.document_id)
         if current is None:
             return 0  # Deleted while it was being embedded.
         if current != item.content_hash:
@@ -171,83 +327,91 @@ def _store(item: _Prepared, vectors: np.ndarray, model_name: str) -> int:
             logger.info("Document %s changed during embedding; skipped", item.document_id)
             return 0
         with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM documents_chunk WHERE document_id = %s", [item.document_id])
-            rows: list[tuple[Any, ...]] = [
-                (
-                    item.document_id,
-                    chunk.position,
-                    chunk.text,
-                    chunk.start,
-                    chunk.end,
-                    chunk.token_count,
-                    Vector(vector),
-                    model_name,
-                    # The first chunk also carries the title, so quoted
-                    # phrases and exclusions see it ('||' keeps title and
-                    # body positions apart: no phrase spans the two).
-                    " ".join(item.title_terms) if chunk.position == 0 else "",
-                    " ".join(terms),
-                )
-                for chunk, vector, terms in zip(
-                    item.chunks, vectors, item.chunk_terms, strict=False
-                )
-            ]
-            cursor.executemany(
-                "INSERT INTO documents_chunk (document_id, position, text, start_offset,"
-                " end_offset, token_count, embedding, embedding_model, search_vector,"
-                " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s::vector,"
-                " %s, setweight(to_tsvector('simple', %s), 'A')"
-                " || to_tsvector('simple', %s), now(), now())",
-                rows,
+            _write_chunks(cursor, item, vectors, model_name, replace_all=not stage)
+            if not stage:  # Staged: same content, so the same postings.
+                _write_postings(cursor, item)
+        document = Document.objects.filter(pk=item.document_id)
+        if stage:
+            document.update(status=Document.Status.READY, last_error="", staged_model=model_name)
+        elif vectors is None:
+            document.update(
+                embedded_hash=item.content_hash,
+                embedding_model=model_name,
+                staged_model="",
+                embedding=None,
+                embedded_at=None,
+                term_count=item.term_count,
             )
-            cursor.execute(
-                "DELETE FROM documents_documentterm WHERE document_id = %s", [item.document_id]
+        else:
+            document.update(
+                status=Document.Status.READY,
+                last_error="",
+                embedded_hash=item.content_hash,
+                embedding_model=model_name,
+                staged_model="",
+                embedding=_document_vector(vectors),
+                embedded_at=timezone.now(),
+                term_count=item.term_count,
             )
-            cursor.execute(
-                "INSERT INTO documents_documentterm (document_id, term, tf, doc_length)"
-                " SELECT %s, t, f, %s FROM unnest(%s::text[], %s::float8[]) AS u(t, f)",
-                [
-                    item.document_id,
-                    item.term_count,
-                    list(item.postings),
-                    [float(v) for v in item.postings.values()],
-                ],
-            )
-        Document.objects.filter(pk=item.document_id).update(
-            status=Document.Status.READY,
-            last_error="",
-            embedded_hash=item.content_hash,
-            embedding_model=model_name,
-            embedding=document_vector.tolist(),
-            embedded_at=timezone.now(),
-            term_count=item.term_count,
-        )
     logger.debug("Indexed document %s: %d chunks", item.document_id, len(item.chunks))
     return 1
 
 
-#: The indexing task, by name (see ``config.celery.queue_on_commit``).
-INDEX_TASK: Final = "documents.tasks.documents_embed"
+def _write_chunks(
+    cursor: Any,
+    item: _Prepared,
+    vectors: np.ndarray | None,
+    model_name: str,
+    *,
+    replace_all: bool,
+) -> None:
+    """Replace the document's chunks (all sets, or only this model's set)."""
+    cursor.execute(
+        "DELETE FROM documents_chunk WHERE document_id = %s"
+        + ("" if replace_all else " AND embedding_model = %s"),
+        [item.document_id] if replace_all else [item.document_id, model_name],
+    )
+    rows: list[tuple[Any, ...]] = [
+        (
+            item.document_id,
+            chunk.position,
+            chunk.text,
+            chunk.start,
+            chunk.end,
+            chunk.token_count,
+            None if vectors is None else Vector(vectors[chunk.position]),
+            model_name,
+            # The first chunk also carries the title, so quoted phrases and
+            # exclusions see it ('||' keeps title and body positions apart:
+            # no phrase spans the two).
+            " ".join(item.title_terms) if chunk.position == 0 else "",
+            " ".join(terms),
+        )
+        for chunk, terms in zip(item.chunks, item.chunk_terms, strict=True)
+    ]
+    cursor.executemany(
+        "INSERT INTO documents_chunk (document_id, position, text, start_offset,"
+        " end_offset, token_count, embedding, embedding_model, search_vector,"
+        " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s::vector,"
+        " %s, setweight(to_tsvector('simple', %s), 'A')"
+        " || to_tsvector('simple', %s), now(), now())",
+        rows,
+    )
 
 
-def documents_index_queue(*, document_ids: Sequence[int], force: bool = False) -> int:
-    """Queue indexing of documents after commit, one task per batch; return how many.
-
-    Batches of ``EMBEDDING_TASK_BATCH`` documents let the model embed many
-    chunks together (sorted by length), which is where its throughput is.
-    """
-    ids = list(dict.fromkeys(document_ids))
-    batch = settings.EMBEDDING_TASK_BATCH
-    for start in range(0, len(ids), batch):
-        queue_on_commit(INDEX_TASK, ids[start : start + batch], force)
-    return len(ids)
-
-
-def documents_reembed(*, document_ids: Sequence[int]) -> int:
-    """Index documents again even if their index is current (admin, ``reembed --all``)."""
-    ids = list(dict.fromkeys(document_ids))
-    Document.objects.filter(pk__in=ids).update(status=Document.Status.PENDING, last_error="")
-    return documents_index_queue(document_ids=ids, force=True)
+def _write_postings(cursor: Any, item: _Prepared) -> None:
+    """Replace the document's keyword postings (with its BM25 length)."""
+    cursor.execute("DELETE FROM documents_documentterm WHERE document_id = %s", [item.document_id])
+    cursor.execute(
+        "INSERT INTO documents_documentterm (document_id, term, tf, doc_length)"
+        " SELECT %s, t, f, %s FROM unnest(%s::text[], %s::float8[]) AS u(t, f)",
+        [
+            item.document_id,
+            item.term_count,
+            list(item.postings),
+            [float(v) for v in item.postings.values()],
+        ],
+    )
 
 
 def documents_mark_failed(*, document_ids: Sequence[int], error: str, final: bool = True) -> int:
@@ -263,41 +427,3 @@ def documents_mark_failed(*, document_ids: Sequence[int], error: str, final: boo
         .exclude(status=Document.Status.READY, embedded_hash=F("content_hash"))
         .update(status=status, last_error=error[:2000])
     )
-
-
-def documents_index_attempt(
-    *, document_ids: Sequence[int], force: bool, attempt: int, final: bool
-) -> None:
-    """One attempt of the indexing task: index, or record why it failed.
-
-    A provider error is re-raised unless this is the ``final`` attempt, so
-    that the task retries it with backoff; any other error is recorded as
-    final at once, since retrying would not help.
-    """
-    try:
-        documents_embed(document_ids=document_ids, force=force)
-    except EmbeddingProviderError as exc:
-        message = (
-            f"embedding provider failed {attempt} times, gave up: {exc}"
-            if final
-            else f"embedding provider failed (attempt {attempt}), retrying: {exc}"
-        )
-        documents_mark_failed(document_ids=document_ids, error=message, final=final)
-        if not final:
-            raise
-        logger.error("Giving up on documents %s: %s", document_ids, exc)
-    except Exception as exc:
-        logger.exception("Indexing documents %s failed", document_ids)
-        documents_mark_failed(document_ids=document_ids, error=f"indexing failed: {exc}")
-
-
-__all__ = [
-    "INDEX_TASK",
-    "EmbeddingProviderError",
-    "document_embed",
-    "documents_embed",
-    "documents_index_attempt",
-    "documents_index_queue",
-    "documents_mark_failed",
-    "documents_reembed",
-]

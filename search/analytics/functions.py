@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from documents.embeddings import DEFAULT_DUPLICATE_THRESHOLD
 from search.analytics.rendering import (
     DIMS_TOKEN,
     _literal,
@@ -255,6 +256,7 @@ DECLARE
     v_dims integer;
     v_model text;
     v_candidates integer;
+    v_threshold double precision;
     v_rows {SCHEMA}.related_hit[];
     v_scanned bigint;
 BEGIN
@@ -270,6 +272,8 @@ BEGIN
         RETURN;
     END IF;{_settings_block(require_model=False)}
     v_candidates := {candidates};
+    v_threshold := coalesce((s.duplicate_thresholds ->> v_model)::float8,
+                            {DEFAULT_DUPLICATE_THRESHOLD!r});
     {_execute(related_statement(exact=False), into="v_rows, v_scanned")};
     IF coalesce(cardinality(v_rows), 0) < v_k AND coalesce(v_scanned, 0) < v_candidates THEN
         {_execute(related_statement(exact=True), into="v_rows, v_scanned")};

@@ -65,6 +65,7 @@ _DOCUMENT_ID: Any = _Arg("related_documents.document_id")
 _SOURCE_EMBEDDING: Any = _Arg("v_source")
 _SOURCE_MODEL: Any = _Arg("v_model")
 _RELATED_K: Any = _Arg("v_k")
+_DUPLICATE_THRESHOLD: Any = _Arg("v_threshold")
 
 _PLACEHOLDER: Final = re.compile(r"%[s%]")
 
@@ -239,6 +240,7 @@ def related_statement(*, exact: bool) -> tuple[str, list[str]]:
         vector=_SOURCE_EMBEDDING,
         dimensions=_DIMS_SENTINEL,
         model=_SOURCE_MODEL,
+        threshold=_DUPLICATE_THRESHOLD,
     )
     sql, params = related._statement(
         source,

@@ -6,12 +6,14 @@ fusion, candidates) is recorded by :func:`sync_search_settings`.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+from psycopg.types.json import Jsonb
 
 from search.analytics.schema import PRIVATE_SCHEMA
 
@@ -31,6 +33,8 @@ class SearchSettings:
     fusion: str
     candidates: int
     hnsw_ef_search: int
+    #: Near-copy cosine per embedding model (related documents flag copies).
+    duplicate_thresholds: dict[str, float]
 
 
 def current_search_settings(*, strict: bool = True) -> SearchSettings:
@@ -39,11 +43,11 @@ def current_search_settings(*, strict: bool = True) -> SearchSettings:
     With ``strict=False`` a provider that cannot be loaded leaves the model
     and its weights unset instead of raising (migrations use this).
     """
-    from documents.embeddings import get_embedder
+    from documents.selectors import search_embedder
 
     model = dimensions = weight_en = weight_ko = None
     try:
-        embedder = get_embedder()
+        embedder = search_embedder()
     except Exception:
         if strict:
             raise
@@ -64,7 +68,20 @@ def current_search_settings(*, strict: bool = True) -> SearchSettings:
         fusion=str(settings.SEARCH_FUSION),
         candidates=int(settings.SEARCH_CANDIDATES),
         hnsw_ef_search=int(settings.SEARCH_HNSW_EF_SEARCH),
+        duplicate_thresholds=_duplicate_thresholds(),
     )
+
+
+def _duplicate_thresholds() -> dict[str, float]:
+    """Every model that indexes documents, with its near-copy cosine."""
+    from documents.embeddings import duplicate_threshold_for
+    from documents.selectors import embedding_coverage
+
+    try:
+        models = embedding_coverage()
+    except DatabaseError:  # No documents table yet (a migration in progress).
+        return {}
+    return {model: duplicate_threshold_for(model) for model in sorted(models)}
 
 
 def sync_search_settings(*, strict: bool = True, using: Any = None) -> SearchSettings:
@@ -77,7 +94,7 @@ def sync_search_settings(*, strict: bool = True, using: Any = None) -> SearchSet
             f" VALUES (true, {', '.join(['%s'] * len(fields))}, now())"
             f" ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{f} = EXCLUDED.{f}" for f in [*fields, "updated_at"]),
-            [getattr(values, f) for f in fields],
+            [_parameter(getattr(values, f)) for f in fields],
         )
     return values
 
@@ -88,4 +105,16 @@ def recorded_search_settings() -> SearchSettings | None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(fields)} FROM {PRIVATE_SCHEMA}.search_settings")
         row = cursor.fetchone()
-    return None if row is None else SearchSettings(*row)
+    if row is None:
+        return None
+    # Django's connections load jsonb as text (its JSONField decodes it).
+    return SearchSettings(
+        *(
+            json.loads(v) if f == "duplicate_thresholds" else v
+            for f, v in zip(fields, row, strict=True)
+        )
+    )
+
+
+def _parameter(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, dict) else value

@@ -8,7 +8,7 @@ Every document a page lists is filtered by ``visible_to`` for the viewer.
 from __future__ import annotations
 
 import csv
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -21,6 +21,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from documents.admin import DocumentAdmin
+from documents.embeddings import duplicate_threshold_for
 from documents.models import Document
 from search.clustering.models import Cluster, ClusteringRun
 from search.clustering.selectors import (
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     from django.forms import ModelForm
     from django.http import HttpRequest
     from django.urls import URLPattern
-
-DUPLICATE_THRESHOLD: Final = 0.95
 
 
 class ClusteringRunForm(forms.ModelForm):
@@ -303,6 +302,9 @@ class ClusteringRunAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "title": "Possible duplicate documents",
             "threshold": threshold,
+            "model_thresholds": sorted(
+                {(pair.model, duplicate_threshold_for(pair.model)) for pair in pairs}
+            ),
             "pairs": pairs,
         }
         return TemplateResponse(request, self.duplicates_template, context)
@@ -334,9 +336,10 @@ def _csv_safe(cell: object) -> object:
     return cell
 
 
-def _threshold(value: str | None) -> float:
+def _threshold(value: str | None) -> float | None:
+    """The cosine asked for (0.5 to 1), or None: each model's own (calibrated) one."""
     try:
-        threshold = float(value) if value else DUPLICATE_THRESHOLD
+        threshold = float(value) if value else None
     except ValueError:
-        return DUPLICATE_THRESHOLD
-    return min(max(threshold, 0.5), 1.0)
+        return None
+    return None if threshold is None else min(max(threshold, 0.5), 1.0)

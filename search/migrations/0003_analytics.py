@@ -214,12 +214,6 @@ SEARCH_LOGS = [
 ]
 
 
-def record_search_settings(apps, schema_editor):
-    from search.analytics import sync_search_settings
-
-    sync_search_settings(strict=False, using=schema_editor.connection)
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
@@ -232,5 +226,7 @@ class Migration(migrations.Migration):
             PRIVATE + DOCUMENTS + SEARCH_LOGS + ["SELECT analytics_private.grant_analysts()"],
             ["DROP SCHEMA analytics CASCADE", "DROP SCHEMA analytics_private CASCADE"],
         ),
-        migrations.RunPython(record_search_settings, migrations.RunPython.noop),
+        # The search settings the functions read are recorded after every
+        # migrate, with the functions (search.analytics.install): reading
+        # the app's models here would see a schema later migrations change.
     ]

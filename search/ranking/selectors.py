@@ -179,7 +179,9 @@ def _keyword_passages(
             SELECT DISTINCT ON (c.document_id) c.document_id, c.text,
                    count(*) OVER (PARTITION BY c.document_id)
             FROM documents_chunk c
+            JOIN documents_document d ON d.id = c.document_id
             WHERE c.document_id = ANY(%s) AND c.search_vector @@ %s::tsquery
+              AND c.embedding_model = d.embedding_model
             ORDER BY c.document_id, ts_rank(c.search_vector, %s::tsquery) DESC, c.position
             """,
             [document_ids, tsquery, tsquery],

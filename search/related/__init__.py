@@ -11,7 +11,6 @@ from __future__ import annotations
 from search.related.selectors import (
     DEFAULT_K,
     DEFAULT_METHOD,
-    DUPLICATE_THRESHOLD,
     MAX_DUPLICATES,
     MAX_K,
     RelatedDocument,
@@ -22,7 +21,6 @@ from search.related.selectors import (
 __all__ = [
     "DEFAULT_K",
     "DEFAULT_METHOD",
-    "DUPLICATE_THRESHOLD",
     "MAX_DUPLICATES",
     "MAX_K",
     "RelatedDocument",

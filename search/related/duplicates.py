@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 from django.db import connection, transaction
 from django.db.models import Func, IntegerField
 
+from documents.embeddings import duplicate_threshold_for
 from documents.models import Document
 from search.clustering.selectors import ReportDocument
 from search.ranking.backends.sql import base_cte
@@ -36,7 +37,7 @@ class DuplicatePair:
 
 
 def near_duplicate_pairs(
-    *, user: User, threshold: float = 0.95, limit: int = 200
+    *, user: User, threshold: float | None = None, limit: int = 200
 ) -> list[DuplicatePair]:
     """Pairs of documents ``user`` may see whose embeddings are nearly equal.
 
@@ -55,7 +56,13 @@ def near_duplicate_pairs(
     pairs: list[DuplicatePair] = []
     for model, dims in groups:
         pairs.extend(
-            _duplicates_of(visible, model=model, dims=int(dims), threshold=threshold, limit=limit)
+            _duplicates_of(
+                visible,
+                model=model,
+                dims=int(dims),
+                threshold=duplicate_threshold_for(model) if threshold is None else threshold,
+                limit=limit,
+            )
         )
     pairs.sort(key=lambda p: (-p.similarity, p.first.document_id, p.second.document_id))
     return pairs[:limit]

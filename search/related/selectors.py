@@ -23,6 +23,7 @@ from django.db.models import Func, IntegerField
 from django.utils.text import Truncator
 from pgvector import Vector
 
+from documents.embeddings import duplicate_threshold_for
 from documents.models import Document
 from search.ranking.backends.semantic import set_hnsw_options
 from search.ranking.backends.sql import Fragment, base_cte
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_METHOD",
-    "DUPLICATE_THRESHOLD",
     "MAX_DUPLICATES",
     "RelatedDocument",
     "RelatedMethod",
@@ -56,8 +56,6 @@ class RelatedMethod(StrEnum):
 #: A tie within noise, so the cheapest method wins; chunk similarity still
 #: picks the passages shown. Measure again on longer documents.
 DEFAULT_METHOD: Final = RelatedMethod.DOCUMENT
-#: Document cosine at or above which a neighbour is flagged as a possible copy.
-DUPLICATE_THRESHOLD: Final = 0.95
 #: Possible copies listed at most; the rest of k is real recommendations.
 MAX_DUPLICATES: Final = 2
 #: Related documents on a document page, and the API's default k.
@@ -93,6 +91,8 @@ class _Source:
     vector: Any
     dimensions: int
     model: str
+    #: The model's near-copy cosine (the renderer puts an argument there).
+    threshold: Any
 
 
 def related_documents(
@@ -105,8 +105,9 @@ def related_documents(
     """Up to ``k`` documents ``user`` may see that are most like ``document``.
 
     Empty when the document has no embedding yet (or ``user`` may not see
-    it). Near-copies (document cosine >= ``DUPLICATE_THRESHOLD``) are flagged
-    and at most ``MAX_DUPLICATES`` of them are listed.
+    it). Near-copies (document cosine at or above the model's
+    ``duplicate_threshold``) are flagged and at most ``MAX_DUPLICATES`` of
+    them are listed.
     """
     method = RelatedMethod(method)
     k = min(k, MAX_K)
@@ -150,6 +151,7 @@ def _source(visible: QuerySet[Document], document_id: int) -> _Source | None:
         vector=Vector(np.asarray(row[0], dtype=np.float32)),
         dimensions=int(row[1]),
         model=row[2],
+        threshold=duplicate_threshold_for(row[2]),
     )
 
 
@@ -231,8 +233,8 @@ def _statement(
     params += [
         source.model,
         source.vector,
-        DUPLICATE_THRESHOLD,
-        DUPLICATE_THRESHOLD,
+        source.threshold,
+        source.threshold,
         k,
         MAX_DUPLICATES,
         k,

@@ -20,6 +20,7 @@ from documents.services import (
     documents_reembed,
 )
 from documents.tasks import documents_embed as documents_embed_task
+from search.ranking.selectors import search_hits
 from tests.factories import make_document
 
 if TYPE_CHECKING:
@@ -118,14 +119,18 @@ class TestSaveQueuesIndexing:
     def test_nothing_runs_before_commit(
         self, django_capture_on_commit_callbacks: CaptureCallbacks
     ) -> None:
-        """Until the transaction commits the document stays pending, with one task waiting."""
+        """Until the transaction commits the document stays pending, with one task
+        waiting; it is searchable by keyword already (chunks and postings, no vectors)."""
         with django_capture_on_commit_callbacks() as callbacks:
             document = document_create(title="Leave policy", text=ENGLISH_TEXT)
         assert len(callbacks) == 1
         document.refresh_from_db()
         assert document.status == Document.Status.PENDING
-        assert document.chunks.exists() is False
-        assert document.embedded_hash == ""
+        assert document.chunks.exists() is True
+        assert document.chunks.filter(embedding__isnull=False).exists() is False
+        assert DocumentTerm.objects.filter(document=document).exists() is True
+        assert document.embedding is None
+        assert document.embedded_hash == document.content_hash
 
 
 class TestIdempotence:
@@ -176,18 +181,35 @@ class TestIdempotence:
 
 
 class TestProviderFailure:
-    def test_failure_keeps_old_index_and_reembed_recovers(
-        self, django_capture_on_commit_callbacks: CaptureCallbacks, fake_embedder: FakeProvider
-    ) -> None:
-        """After retries the document is FAILED with a reason, the old index stays
-        searchable, and a re-embed with a working provider makes it READY again."""
+    def test_failed_reembed_keeps_the_old_vectors(self, fake_embedder: FakeProvider) -> None:
+        """A re-embed that fails for good leaves the document FAILED with a reason and
+        its old index (chunks and vectors) searchable."""
         document = make_document("Leave policy", ENGLISH_TEXT)
         old_chunks = list(document.chunks.values_list("pk", "text", "embedding_model"))
-        old_hash = document.embedded_hash
+        failing = FailingProvider()
+        set_embedder(failing)
+        documents_embed_task.apply(args=[[document.pk], True])
+        document.refresh_from_db()
+        assert failing.calls == 6  # The first attempt and five retries.
+        assert document.status == Document.Status.FAILED
+        assert "gave up" in document.last_error
+        assert list(document.chunks.values_list("pk", "text", "embedding_model")) == old_chunks
+        assert document.chunks.filter(embedding__isnull=True).exists() is False
+        assert document.embedding is not None
+
+    def test_failure_keeps_keyword_index_and_reembed_recovers(
+        self, django_capture_on_commit_callbacks: CaptureCallbacks, fake_embedder: FakeProvider
+    ) -> None:
+        """An edit is searchable by keyword at once; when the provider then fails for
+        good the document is FAILED with a reason and keeps its keyword index, and a
+        re-embed with a working provider makes it READY again."""
+        document = make_document("Leave policy", ENGLISH_TEXT)
         document_update(
             document=document, text="Parental leave is twelve months. It can be split in two parts."
         )  # Its on-commit task is dropped: the test never commits.
-
+        reader = User(username="reader", is_superuser=True)
+        hits = search_hits(query="parental leave", mode="keyword", user=reader)
+        assert [hit.document_id for hit in hits] == [document.pk]
         failing = FailingProvider()
         set_embedder(failing)
         documents_embed_task.apply(args=[[document.pk]])
@@ -197,8 +219,12 @@ class TestProviderFailure:
         assert document.status == Document.Status.FAILED
         assert "gave up" in document.last_error
         assert "service unavailable (HTTP 503)" in document.last_error
-        assert list(document.chunks.values_list("pk", "text", "embedding_model")) == old_chunks
-        assert document.embedded_hash == old_hash
+        assert "Parental leave" in document.chunks.get(position=0).text
+        assert document.chunks.filter(embedding__isnull=False).exists() is False
+        assert document.embedded_hash == document.content_hash
+        assert set(analyze("parental")) <= set(
+            DocumentTerm.objects.filter(document=document).values_list("term", flat=True)
+        )
 
         set_embedder(fake_embedder)
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -225,7 +251,7 @@ class TestProviderFailure:
             return real_chunk_text(text, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(embed_module, "chunk_text", chunk_text)
-        assert documents_embed(document_ids=[good.pk, bad.pk]) == 1
+        assert documents_embed(document_ids=[good.pk, bad.pk], force=True) == 1
         good.refresh_from_db()
         bad.refresh_from_db()
         assert good.status == Document.Status.READY
@@ -268,9 +294,10 @@ class TestConcurrentEdit:
         set_embedder(EditingProvider())
         assert documents_embed(document_ids=[document.pk]) == 0
         document.refresh_from_db()
-        assert document.chunks.exists() is False
+        assert document.chunks.filter(embedding__isnull=False).exists() is False
         assert document.status != Document.Status.READY
-        assert document.embedded_hash != content_hash_of(document.title, old_text)
+        assert document.embedded_hash == content_hash_of(document.title, old_text)
+        assert document.embedded_hash != document.content_hash
 
         set_embedder(fake_embedder)
         assert documents_embed(document_ids=[document.pk]) == 1
@@ -450,7 +477,10 @@ class TestReembedCommand:
         """With no failed documents the command says so."""
         make_document("Ready", ENGLISH_TEXT)
         output = self.run(django_capture_on_commit_callbacks, failed=True)
-        assert output.strip() == "Nothing to re-embed."
+        assert output.splitlines() == [
+            "Nothing to re-embed.",
+            "  fake-hash-384: 1 document(s) (configured, searched)",
+        ]
 
     def test_all_reindexes_every_document(
         self,
@@ -478,6 +508,7 @@ class TestReembedCommand:
         for document in documents:
             assert_index_matches_text(document, renamed.name)
         assert set(Chunk.objects.values_list("embedding_model", flat=True)) == {renamed.name}
-        assert self.run(django_capture_on_commit_callbacks, stale=True).strip() == (
-            "Nothing to re-embed."
-        )
+        assert self.run(django_capture_on_commit_callbacks, stale=True).splitlines() == [
+            "Nothing to re-embed.",
+            f"  {renamed.name}: 3 document(s) (configured, searched)",
+        ]

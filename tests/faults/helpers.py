@@ -37,11 +37,15 @@ def handbook_text(marker: str, sentences: int = 4000) -> str:
 ChunkRow = tuple[int, int, int, int, str]  # pk, position, start, end, text
 
 
-def chunk_rows(document_id: int) -> list[ChunkRow]:
+def chunk_rows(document_id: int, model: str | None = None) -> list[ChunkRow]:
+    """The document's chunks (of one model's set, with ``model``), in order."""
+    chunks = Chunk.objects.filter(document_id=document_id)
+    if model is not None:
+        chunks = chunks.filter(embedding_model=model)
     return list(
-        Chunk.objects.filter(document_id=document_id)
-        .order_by("position")
-        .values_list("pk", "position", "start_offset", "end_offset", "text")
+        chunks.order_by("position").values_list(
+            "pk", "position", "start_offset", "end_offset", "text"
+        )
     )
 
 
@@ -49,18 +53,25 @@ def status_of(document_id: int) -> str | None:
     return Document.objects.filter(pk=document_id).values_list("status", flat=True).first()
 
 
-def assert_one_complete_chunk_set(document_id: int) -> None:
+def assert_one_complete_chunk_set(
+    document_id: int, model: str = FakeProvider.name, *, live: bool = True
+) -> None:
     """The document is indexed from its current text by exactly one chunking of it.
 
     Positions run 0..n-1, every chunk is the slice of the text at its offsets,
-    chunks advance strictly (a second set would start over), and together they
-    cover every non-blank character of the text.
+    chunks advance strictly (a second set would start over), they cover every
+    non-blank character of the text, and each has its vector. ``live``: the
+    set is the document's live index and the only one; otherwise a staged set
+    (a model switch) beside the live one.
     """
     document = Document.objects.get(pk=document_id)
     assert document.status == Document.Status.READY, (document.status, document.last_error)
     assert document.embedded_hash == document.content_hash
-    assert document.embedding_model == FakeProvider.name
-    rows = chunk_rows(document_id)
+    if live:
+        assert document.embedding_model == model
+    else:
+        assert document.staged_model == model
+    rows = chunk_rows(document_id, model)
     assert rows, "no chunks"
     text = document.text
     assert [row[1] for row in rows] == list(range(len(rows)))
@@ -72,7 +83,10 @@ def assert_one_complete_chunk_set(document_id: int) -> None:
         assert not text[previous_end:start].strip(), "a gap in the chunks"
         previous_start, previous_end = start, end
     assert not text[previous_end:].strip(), "the end of the text is not chunked"
-    models = set(
-        Chunk.objects.filter(document_id=document_id).values_list("embedding_model", flat=True)
-    )
-    assert models == {FakeProvider.name}
+    chunks = Chunk.objects.filter(document_id=document_id, embedding_model=model)
+    assert not chunks.filter(embedding__isnull=True).exists(), "chunks without vectors"
+    if live:
+        models = set(
+            Chunk.objects.filter(document_id=document_id).values_list("embedding_model", flat=True)
+        )
+        assert models == {model}

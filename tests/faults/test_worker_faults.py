@@ -78,12 +78,14 @@ def test_task_of_a_killed_worker_runs_again_on_another_worker(tmp_path: Path) ->
         finally:
             first.stop()
             print(f"--- worker-1.log ---\n{first.log()}")
-        # It died mid-task: nothing stored, and the task waits unacknowledged.
+        # It died mid-task: no vector stored (the chunks are the keyword index the
+        # save wrote), and the task waits unacknowledged.
         task_ids = re.findall(r"documents_embed\[([0-9a-f-]+)\] received", first.log())
         assert len(task_ids) == 1
         assert succeeded(first) == 0
         assert status_of(document.pk) == Document.Status.PROCESSING
-        assert not Chunk.objects.filter(document_id=document.pk).exists()
+        assert Chunk.objects.filter(document_id=document.pk).exists()
+        assert not Chunk.objects.filter(document_id=document.pk, embedding__isnull=False).exists()
         assert unacked_messages_for(queue) == 1
         # Redis restores it once it is older than the visibility timeout; the next
         # worker does so when it starts (and periodically).

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from documents.analysis import detect_language
-from documents.embeddings import get_embedder
+from documents.selectors import search_embedder
 from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
 from search.ranking.backends.semantic import (
     CHUNKS_PER_DOCUMENT,
@@ -45,7 +45,7 @@ def semantic_weight_for(text: str) -> float:
     """
     if settings.SEARCH_SEMANTIC_WEIGHT is not None:
         return float(settings.SEARCH_SEMANTIC_WEIGHT)
-    weights = get_embedder().semantic_weights
+    weights = search_embedder().semantic_weights
     language = detect_language(text)
     if language == "mixed":
         return min(weights.get("ko", 0.0), weights.get("en", 0.0))

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from pgvector import Vector
 
-from documents.embeddings import get_embedder
+from documents.selectors import search_embedder
 from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
 from search.ranking.backends.sql import (
     VectorQuery,
@@ -45,13 +45,15 @@ _query_cache_lock = threading.Lock()
 
 
 def embed_query(text: str) -> tuple[VectorQuery, float]:
-    """Embed a query with the configured provider; return it and the time (ms).
+    """Embed a query for the chunks search uses now; return it and the time (ms).
 
-    A query embedded recently by the same provider object comes from a small
-    LRU cache, so a provider swapped in (another model) never sees another's
-    vectors.
+    The provider is the one of the model whose chunks are searched (the
+    configured model, or the earlier one while a re-embed is under way), so
+    a query vector is only ever compared with vectors of its own model. A
+    query embedded recently by the same provider object comes from a small
+    LRU cache.
     """
-    embedder = get_embedder()
+    embedder = search_embedder()
     started = time.perf_counter()
     with _query_cache_lock:
         cache = _query_caches.setdefault(embedder, OrderedDict())

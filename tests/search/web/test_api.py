@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.test import Client
 
+from documents.selectors import search_model_name
 from search.models import SearchQueryLog
 from tests.search.web.helpers import (
     api_document_url,
@@ -146,6 +147,7 @@ class TestApiQueryCount:
     ) -> None:
         """15 or 30 results in one response: the same queries."""
         params: dict[str, Any] = {"q": "budget", "mode": mode, "k": 50}
+        search_model_name()  # Cached per process: the first search looks it up.
         counts = []
         for start in (0, 15):
             make_budget_documents(15, start=start)

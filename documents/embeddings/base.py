@@ -1,0 +1,66 @@
+"""The contract every embedding provider implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+Vectors = np.ndarray  # float32, shape (n, dimensions), rows L2-normalised
+
+#: Document cosine at or above which two documents count as near-copies, for
+#: a model nobody calibrated (see ``EmbeddingProvider.duplicate_threshold``).
+DEFAULT_DUPLICATE_THRESHOLD = 0.95
+
+
+class EmbeddingProviderError(RuntimeError):
+    """The provider could not embed (unreachable, rate-limited, bad answer)."""
+
+
+class EmbeddingProvider(ABC):
+    """Turns texts into L2-normalised vectors of a fixed size."""
+
+    #: Identifier stored on every chunk; changing it means re-embedding. It
+    #: also names the provider that can embed queries for those chunks
+    #: again (``documents.embeddings.embedder_for_model``).
+    name: str
+    dimensions: int
+    #: Longest input, in the provider's own tokens, that is read in full.
+    max_tokens: int
+    #: Weight of the semantic leg in hybrid search, by query language: a
+    #: model that cannot read a language gets no say in its rankings.
+    #: Chosen from the evaluation runs (README, "Search quality").
+    semantic_weights: dict[str, float]
+    #: Document cosine at or above which two documents are flagged as
+    #: possible copies. Models spread cosines differently (e5 puts unrelated
+    #: texts at 0.8), so each model's value is measured on real near-copies
+    #: against distinct documents (README, "Related documents").
+    duplicate_threshold: ClassVar[float] = DEFAULT_DUPLICATE_THRESHOLD
+    #: Tokens per chunk, title prefix included (0: the model's whole window,
+    #: ``max_tokens``). Chosen per model from evaluation: smaller chunks cost
+    #: the same per token but give finer passages.
+    chunk_tokens: ClassVar[int] = 0
+
+    @abstractmethod
+    def embed_texts(self, texts: Sequence[str]) -> Vectors:
+        """Embed passages, batching internally."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one search query (a 1-D vector)."""
+        return self.embed_texts([text])[0]
+
+    @abstractmethod
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of ``texts`` without special tokens, in one batch."""
+
+
+def normalise(vectors: np.ndarray) -> Vectors:
+    """Rows scaled to unit length (a zero row stays zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms

