@@ -26,11 +26,13 @@ run: install
 worker: install
 	$(PY) -m celery -A config worker --loglevel=INFO --concurrency=2
 
-# Debian's chromium for the browser tests (tests/browser), installed with apt
-# when missing (as root). Playwright never downloads a browser.
+# Debian's chromium and a CJK font (Korean glyphs, not boxes) for the browser
+# tests (tests/browser), installed with apt when missing (as root).
+# Playwright never downloads a browser.
 browsers:
-	test -x /usr/bin/chromium || (apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+	test -x /usr/bin/chromium && fc-list :lang=ko | grep -q . || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+		fonts-noto-cjk)
 
 test: install browsers
 	$(PY) -m pytest

@@ -204,3 +204,33 @@ class TestAdmin:
         assert report.get_by_role("heading", name="Clusters").count() == 1
         assert report.locator("svg[aria-label='Cluster map'] circle").count() == demo_corpus
         assert run.clusters.count() == 4
+
+
+class TestKoreanText:
+    def test_hangul_renders_as_glyphs_not_boxes(
+        self, page: Page, live_server: LiveServer, demo_corpus: int
+    ) -> None:
+        """Korean text is drawn with a real font: two different syllables look different
+        (a missing font draws both as the same empty box), and a Korean result shows."""
+        log_in(page, live_server, username=DEMO_USERNAME, password=DEMO_PASSWORD)
+        page.locator("#id_q").fill("비밀번호")
+        htmx_search(page, lambda: page.locator("#id_q").press("Enter"), url_part="q=")
+        assert "비밀번호" in page.locator("#results").inner_text()
+        page.evaluate(
+            """() => {
+                for (const [id, text] of [["ko-a", "가"], ["ko-b", "힣"], ["ko-c", "가"]]) {
+                    const span = document.createElement("span");
+                    span.id = id;
+                    span.textContent = text;
+                    span.style.fontSize = "64px";
+                    span.style.display = "inline-block";
+                    span.style.width = "80px";
+                    document.body.prepend(span);
+                }
+            }"""
+        )
+        first, second, again = (
+            page.locator(f"#{id_}").screenshot() for id_ in ("ko-a", "ko-b", "ko-c")
+        )
+        assert first == again  # The comparison is stable ...
+        assert first != second  # ... and the two syllables are distinct glyphs.
