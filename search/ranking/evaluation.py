@@ -70,10 +70,13 @@ def evaluation_database_name(dataset: str, provider: str) -> str:
     return f"{base}_eval_{slug}"[:63]
 
 
-def open_evaluation_database(dataset: BeirDataset, provider: str | None) -> Any:
+def open_evaluation_database(
+    dataset: BeirDataset, provider: str | None, *, variant: str = ""
+) -> Any:
     """Use ``provider`` and the dataset's own database (migrated); return the embedder.
 
-    Raises ValueError for an unknown provider.
+    ``variant`` names another index of the same dataset (its own database),
+    such as one built without titles. Raises ValueError for an unknown provider.
     """
     from django.core.management import call_command
 
@@ -83,15 +86,23 @@ def open_evaluation_database(dataset: BeirDataset, provider: str | None) -> Any:
     name = provider or settings.EMBEDDING_PROVIDER
     embedder = create_embedder(name)
     set_embedder(embedder)
-    switch_database(evaluation_database_name(dataset.name, name))
+    switch_database(evaluation_database_name(f"{dataset.name}_{variant}".strip("_"), name))
     call_command("migrate", verbosity=0)
     return embedder
 
 
 def index_dataset(
-    dataset: BeirDataset, *, rebuild: bool, progress: Callable[[int, int], None] | None = None
+    dataset: BeirDataset,
+    *,
+    rebuild: bool,
+    progress: Callable[[int, int], None] | None = None,
+    hide_titles: bool = False,
 ) -> int:
-    """Load the corpus as documents and index it; reuse a complete index."""
+    """Load the corpus as documents and index it; reuse a complete index.
+
+    ``hide_titles`` indexes the text alone (grouped evaluations, where the
+    title names the group).
+    """
     from documents.embeddings import get_embedder
     from documents.models import Document
     from documents.services import documents_bulk_create, documents_embed
@@ -102,7 +113,7 @@ def index_dataset(
     existing = set(Document.objects.values_list("source_path", flat=True))
     new = [
         Document(
-            title=title[:500],
+            title="" if hide_titles else title[:500],
             text=text,
             source_path=f"beir:{doc_id}",
             source_type=Document.SourceType.TEXT,

@@ -12,6 +12,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from search.ranking.evaluation import index_dataset, load_beir, open_evaluation_database
 from search.related import RelatedMethod, related_documents
+from search.related.evaluation import (
+    clustering_scores,
+    document_vectors,
+    false_duplicate_pairs,
+    group_judgments,
+    title_groups,
+)
 
 
 def related_judgments(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
@@ -63,8 +70,17 @@ class Command(BaseCommand):
         parser.add_argument("--k", type=int, default=10)
         parser.add_argument("--methods", default=",".join(m.value for m in RelatedMethod))
         parser.add_argument("--json", action="store_true", help="Print JSON only.")
+        parser.add_argument(
+            "--groups",
+            action="store_true",
+            help="Documents sharing a title form a group (titles hidden from the model): "
+            "related nDCG/Recall, clustering NMI/ARI and false duplicate pairs.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["groups"]:
+            self._groups(options)
+            return
 
         try:
             methods = [RelatedMethod(m.strip()) for m in options["methods"].split(",") if m.strip()]
@@ -99,6 +115,53 @@ class Command(BaseCommand):
             )
             results["methods"][method.value] = metrics
         self._print(results, k=options["k"], quiet=options["json"])
+
+    def _groups(self, options: dict[str, Any]) -> None:
+        """Related documents, clusters and near-copies judged by shared titles."""
+        try:
+            dataset = load_beir(options["dataset"], split=options["split"])
+        except (FileNotFoundError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        groups = title_groups(dataset.corpus)
+        if len(groups) < 2:
+            raise CommandError(f"{dataset.name} has fewer than two titles shared by documents")
+        embedder = open_evaluation_database(dataset, options["provider"], variant="groups")
+        indexed = index_dataset(dataset, rebuild=False, hide_titles=True)
+        qrels = group_judgments(groups)
+        k = options["k"]
+        started = time.perf_counter()
+        run = _run(qrels, method=RelatedMethod.DOCUMENT, k=k)
+        metrics = score_related(run, qrels, k=k)
+        metrics["ms_per_document"] = round(1000 * (time.perf_counter() - started) / len(qrels), 1)
+        vectors = document_vectors()
+        titles = {doc: title for doc, (title, _text) in dataset.corpus.items()}
+        threshold = embedder.duplicate_threshold
+        clusters = clustering_scores(vectors, groups)
+        results: dict[str, Any] = {
+            "dataset": dataset.name,
+            "provider": embedder.name,
+            "documents": len(dataset.corpus),
+            "indexed_now": indexed,
+            "grouped_documents": len(qrels),
+            "groups": len(groups),
+            "related": metrics,
+            "clustering": {"nmi": clusters.nmi, "ari": clusters.ari},
+            "duplicate_threshold": threshold,
+            "false_duplicate_pairs": false_duplicate_pairs(vectors, titles, threshold=threshold),
+            "false_duplicate_pairs_at_0.95": false_duplicate_pairs(vectors, titles, threshold=0.95),
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(results, indent=2))
+            return
+        self.stdout.write(
+            f"\n{dataset.name}: {len(qrels)} documents in {len(groups)} groups (titles hidden),"
+            f" provider {embedder.name}\n"
+            f"related   nDCG@{k} {metrics[f'ndcg@{k}']:.3f}   R@{k} {metrics[f'recall@{k}']:.3f}"
+            f"   {metrics['ms_per_document']} ms/doc\n"
+            f"clusters  NMI {clusters.nmi:.3f}   ARI {clusters.ari:.3f}   (k-means, k={len(groups)})\n"
+            f"false duplicate pairs  {results['false_duplicate_pairs']} at the model's"
+            f" {threshold:.3f}, {results['false_duplicate_pairs_at_0.95']} at 0.95"
+        )
 
     def _print(self, results: dict[str, Any], *, k: int, quiet: bool) -> None:
         if quiet:
