@@ -43,3 +43,22 @@ def hr_group(db: None) -> Group:
 @pytest.fixture
 def admin_user(db: None) -> User:
     return User.objects.create_superuser("boss", "boss@example.com", "pw-boss-123")
+
+
+@pytest.fixture
+def created_databases() -> Iterator[list[str]]:
+    """Names of databases a command will create; dropped after the test."""
+    import psycopg
+    from django.db import connection
+    from psycopg import sql
+
+    names: list[str] = []
+    yield names
+    params = connection.get_connection_params()
+    for key in ("dbname", "cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
+        for name in names:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

@@ -63,6 +63,19 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def run_command(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` in a process of its own, on the test database."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def reset_broker_pools(app: Celery) -> None:
     """Drop pooled broker connections so the next send reads ``broker_url`` again.
 

@@ -267,6 +267,23 @@ def _locked_hash(document_id: int) -> str | None:
     )
 
 
+def document_vectors_of(
+    texts: Sequence[tuple[str, str]], embedder: EmbeddingProvider
+) -> np.ndarray:
+    """The document vectors the pipeline would store for (title, text) pairs.
+
+    Chunked and embedded exactly as indexing does, nothing stored: for
+    calibrating a model's near-copy threshold (``eval_related --near-copies``).
+    """
+    items = [_prepare(Document(title=title, text=text), embedder) for title, text in texts]
+    vectors = embedder.embed_texts([text for item in items for text in item.embed_inputs])
+    rows, offset = [], 0
+    for item in items:
+        rows.append(_document_vector(vectors[offset : offset + len(item.embed_inputs)]))
+        offset += len(item.embed_inputs)
+    return np.asarray(rows, dtype=np.float32)
+
+
 def _document_vector(vectors: np.ndarray) -> list[float]:
     mean = vectors.mean(axis=0)
     return (mean / (float(np.linalg.norm(mean)) or 1.0)).tolist()

@@ -10,11 +10,15 @@ model (the corpus is indexed without them), so only the text can tell:
   runs it, against the groups (NMI, ARI);
 * near-copies: pairs of documents from different groups whose embeddings are
   at or above the model's duplicate threshold: each one a false "possible
-  duplicate" flag.
+  duplicate" flag; and, against them, real near-copies (a document with a
+  sentence dropped, numbers changed, a line added, spacing changed) and how
+  close the model puts them to their originals.
 """
 
 from __future__ import annotations
 
+import random
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,6 +93,34 @@ def false_duplicate_pairs(
         upper = columns > rows
         pairs += int(np.count_nonzero(group[rows[upper]] != group[columns[upper]]))
     return pairs
+
+
+def near_copy(text: str, *, seed: int) -> str:
+    """``text`` as an editor would leave a second version of it: one sentence
+    dropped, a number changed, a short line added, spacing changed."""
+    rng = random.Random(seed)
+    sentences = [s for s in re.split(r"(?<=[.!?다])\s+", text.strip()) if s]
+    if len(sentences) > 2:
+        sentences.pop(rng.randrange(len(sentences)))
+    edited = " ".join(sentences)
+    edited = re.sub(r"\d+", lambda m: str(int(m.group()) + rng.randint(1, 9)), edited, count=2)
+    edited = edited.replace(". ", ".  ", 1)
+    return f"{edited}\n\n(개정 {rng.randint(2020, 2026)} / revised)"
+
+
+def near_copy_cosines(
+    corpus: Mapping[str, tuple[str, str]], *, sample: int, embedder: Any, seed: int = 0
+) -> np.ndarray:
+    """Cosine of each of ``sample`` documents (text only) with a near-copy of it."""
+    from documents.services.indexing import document_vectors_of
+
+    rng = random.Random(seed)
+    ids = rng.sample(sorted(doc for doc, (_, text) in corpus.items() if text.strip()), sample)
+    originals = document_vectors_of([("", corpus[doc][1]) for doc in ids], embedder)
+    copies = document_vectors_of(
+        [("", near_copy(corpus[doc][1], seed=n)) for n, doc in enumerate(ids)], embedder
+    )
+    return np.sum(originals * copies, axis=1)
 
 
 def document_vectors() -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from search.ranking.evaluation import index_dataset, load_beir, open_evaluation_database
@@ -17,6 +18,7 @@ from search.related.evaluation import (
     document_vectors,
     false_duplicate_pairs,
     group_judgments,
+    near_copy_cosines,
     title_groups,
 )
 
@@ -75,6 +77,14 @@ class Command(BaseCommand):
             action="store_true",
             help="Documents sharing a title form a group (titles hidden from the model): "
             "related nDCG/Recall, clustering NMI/ARI and false duplicate pairs.",
+        )
+        parser.add_argument(
+            "--near-copies",
+            type=int,
+            default=0,
+            metavar="N",
+            help="With --groups: also embed near-copies of N documents and print how close "
+            "they come to their originals, against the cosines of distinct documents.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -150,6 +160,8 @@ class Command(BaseCommand):
             "false_duplicate_pairs": false_duplicate_pairs(vectors, titles, threshold=threshold),
             "false_duplicate_pairs_at_0.95": false_duplicate_pairs(vectors, titles, threshold=0.95),
         }
+        if options["near_copies"]:
+            results["near_copies"] = _calibration(dataset, vectors, titles, options, embedder)
         if options["json"]:
             self.stdout.write(json.dumps(results, indent=2))
             return
@@ -162,6 +174,15 @@ class Command(BaseCommand):
             f"false duplicate pairs  {results['false_duplicate_pairs']} at the model's"
             f" {threshold:.3f}, {results['false_duplicate_pairs_at_0.95']} at 0.95"
         )
+        if calibration := results.get("near_copies"):
+            self.stdout.write(
+                f"near-copies of {calibration['sample']} documents: cosine to the original"
+                f" min {calibration['min']:.3f}, 1st percentile {calibration['p1']:.3f},"
+                f" 5th {calibration['p5']:.3f}; distinct pairs at or above each threshold:"
+            )
+            self.stdout.write(
+                "  " + "  ".join(f"{t}: {n}" for t, n in calibration["false_pairs"].items())
+            )
 
     def _print(self, results: dict[str, Any], *, k: int, quiet: bool) -> None:
         if quiet:
@@ -178,6 +199,23 @@ class Command(BaseCommand):
                 f"{method:<10}{m[f'ndcg@{k}']:>10.3f}{m[f'recall@{k}']:>10.3f}"
                 f"{m['ms_per_document']:>9}"
             )
+
+
+def _calibration(
+    dataset: Any, vectors: Any, titles: dict[str, str], options: dict[str, Any], embedder: Any
+) -> dict[str, Any]:
+    """Near-copies' cosines to their originals, and distinct pairs above thresholds."""
+    cosines = near_copy_cosines(dataset.corpus, sample=options["near_copies"], embedder=embedder)
+    return {
+        "sample": len(cosines),
+        "min": float(cosines.min()),
+        "p1": float(np.percentile(cosines, 1)),
+        "p5": float(np.percentile(cosines, 5)),
+        "false_pairs": {
+            f"{t:.3f}": false_duplicate_pairs(vectors, titles, threshold=t)
+            for t in (0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99)
+        },
+    }
 
 
 def _run(

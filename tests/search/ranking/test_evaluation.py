@@ -8,23 +8,18 @@ embedder; the databases they create are dropped afterwards.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection
-from psycopg import sql
 
 from documents.models import Document
 from search.ranking.evaluation import load_beir, score_run
-from tests.worker import subprocess_env
+from tests.worker import run_command
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    pass
 
 CORPUS = [
     {"_id": "d1", "title": "Vacation policy", "text": "Employees receive annual leave days."},
@@ -94,33 +89,6 @@ class TestLoadBeir:
         (tmp_path / "corpus.jsonl").write_text("", encoding="utf-8")
         with pytest.raises(FileNotFoundError, match=r"missing queries.jsonl, qrels/test.tsv"):
             load_beir(tmp_path)
-
-
-@pytest.fixture
-def created_databases() -> Iterator[list[str]]:
-    """Names of databases a command will create; dropped after the test."""
-    names: list[str] = []
-    yield names
-    params = connection.get_connection_params()
-    for key in ("dbname", "cursor_factory", "context", "prepare_threshold"):
-        params.pop(key, None)
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
-        for name in names:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def run_command(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=settings.BASE_DIR,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.mark.django_db(transaction=True)
