@@ -23,8 +23,10 @@ from search.ranking.backends.sql import (
     base_query,
     compose,
     hybrid_select,
+    keyword_bound_cte,
     keyword_ctes,
     semantic_ctes,
+    semantic_fill_cte,
     visible_chunks_query,
 )
 from search.ranking.query import ParsedQuery
@@ -219,12 +221,14 @@ def hybrid_statement(*, fusion: str, exact: bool) -> tuple[str, list[str]]:
         compose(
             _base(),
             keyword_ctes(_terms_query(), limit=_CANDIDATES),
+            keyword_bound_cte(_terms_query()),
             semantic_ctes(
                 _vector(exact=exact),
                 base=base_query(_visible()),
                 chunk_limit=_CHUNK_LIMIT,
                 limit=_CANDIDATES,
             ),
+            semantic_fill_cte(_vector(exact=exact)),
             select=(_HYBRID_SELECT.replace("{select}", select_sql), select_params),
         )
     )

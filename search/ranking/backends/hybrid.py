@@ -24,8 +24,10 @@ from search.ranking.backends.sql import (
     base_query,
     compose,
     hybrid_select,
+    keyword_bound_cte,
     keyword_ctes,
     semantic_ctes,
+    semantic_fill_cte,
 )
 
 if TYPE_CHECKING:
@@ -122,12 +124,14 @@ class HybridBackend(SearchBackend):
         sql, params = compose(
             base_cte(queryset, query),
             keyword_ctes(query, limit=candidates),
+            keyword_bound_cte(query),
             semantic_ctes(
                 vector,
                 base=base_query(queryset, query),
                 chunk_limit=candidates * CHUNKS_PER_DOCUMENT,
                 limit=candidates,
             ),
+            semantic_fill_cte(vector),
             select=(select_sql, select_params),
         )
         with transaction.atomic(), connection.cursor() as cursor:

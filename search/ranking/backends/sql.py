@@ -98,7 +98,7 @@ def keyword_ctes(query: ParsedQuery, *, limit: int) -> Fragment:
         WHERE d.id IN (SELECT id FROM base) AND d.term_count > 0
     ),
     kw_post AS (
-        SELECT p.document_id, p.tf, p.doc_length,
+        SELECT p.document_id, p.term, p.tf, p.doc_length,
                count(*) OVER (PARTITION BY p.term)::float8 AS df
         FROM documents_documentterm p
         WHERE p.term = ANY(%s::text[]) AND p.document_id IN (SELECT id FROM base)
@@ -123,6 +123,27 @@ def keyword_ctes(query: ParsedQuery, *, limit: int) -> Fragment:
     )"""
     params.append(limit)
     return sql, params
+
+
+def keyword_bound_cte(query: ParsedQuery) -> Fragment:
+    """``kw_bound(ub)``: the highest BM25 score any document could get for the query.
+
+    Each distinct query term at its full weight, idf(t) * (k1 + 1) (the limit
+    of a term's BM25 contribution as tf grows), with df counted over ``base``
+    as in :func:`keyword_ctes` (whose ``kw_post`` and ``kw_stats`` it reads);
+    a term no visible document contains counts at df = 0. A document's score
+    over this bound says how much of the query its words explain: hybrid
+    fusion weighs keyword evidence by it.
+    """
+    sql = f"""
+    kw_bound AS (
+        SELECT {BM25_K1 + 1} * coalesce(sum(ln(1 + (s.n - coalesce(d.df, 0) + 0.5)
+                                               / (coalesce(d.df, 0) + 0.5))), 0) AS ub
+        FROM (SELECT DISTINCT unnest(%s::text[]) AS term) q
+        LEFT JOIN (SELECT DISTINCT p.term, p.df FROM kw_post p) d ON d.term = q.term
+        CROSS JOIN kw_stats s
+    )"""
+    return sql, [list(query.terms)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +205,33 @@ def semantic_ctes(
     return sql, [vector.vector, vector.model, *base_params, vector.vector, chunk_limit, limit]
 
 
+def semantic_fill_cte(vector: VectorQuery) -> Fragment:
+    """``sem_fill(document_id, chunk_id, score)``: keyword candidates' semantic scores.
+
+    A document the keyword leg found but the nearest-chunk scan did not (it
+    ranked below the leg's candidates) still has a cosine: its best chunk's,
+    computed exactly over its few chunks, so that fusion weighs every
+    candidate on both legs rather than scoring a missing leg as zero.
+    """
+    dims = int(vector.dimensions)
+    sql = f"""
+    sem_fill AS (
+        SELECT DISTINCT ON (c.document_id) c.document_id, c.id AS chunk_id,
+               1 - (c.embedding <=> %s::vector) AS score
+        FROM documents_chunk c
+        WHERE c.document_id IN (SELECT document_id FROM kw)
+          AND c.document_id NOT IN (SELECT document_id FROM sem)
+          AND vector_dims(c.embedding) = {dims} AND c.embedding_model = %s
+        ORDER BY c.document_id, c.embedding <=> %s::vector, c.id
+    ),
+    sem_all AS (
+        SELECT document_id, chunk_id, score, rank, matches FROM sem
+        UNION ALL
+        SELECT document_id, chunk_id, score, NULL, 0 FROM sem_fill
+    )"""
+    return sql, [vector.vector, vector.model, vector.vector]
+
+
 def visible_chunks_query(vector: VectorQuery, *, base: Fragment) -> Fragment:
     """``SELECT count(*)`` of the chunks of ``vector``'s model in ``base``
     (from :func:`base_query`): all an exact scan could find."""
@@ -204,12 +252,16 @@ def hybrid_select(
     limit: int,
     candidate_counts: bool = False,
 ) -> Fragment:
-    """Fuse ``kw`` and ``sem`` into one ranking.
+    """Fuse ``kw`` and ``sem_all`` into one ranking.
 
-    ``convex``: a weighted sum of per-query normalised scores (BM25 divided by
-    its maximum, cosine min-max scaled), as in Bruch et al., "An Analysis of
-    Fusion Functions for Hybrid Retrieval" (2023). ``rrf``: weighted
-    reciprocal rank fusion, w / (60 + rank).
+    ``convex``: a weighted sum of per-query normalised scores, as in Bruch et
+    al., "An Analysis of Fusion Functions for Hybrid Retrieval" (2023): the
+    cosine min-max scaled over the candidates, and BM25 divided by the
+    query's bound (``kw_bound``) rather than by the best score found, so that
+    a query whose words no document explains well (a paraphrase) leans on
+    the semantic leg, and one whose words a document matches closely leans
+    on the keyword leg. ``rrf``: weighted reciprocal rank fusion,
+    w / (60 + rank).
 
     ``candidate_counts`` adds the number of nearest chunks and of semantic
     documents found, which tell the caller whether a selective filter starved
@@ -222,7 +274,7 @@ def hybrid_select(
         )
     else:
         fused = (
-            "%s * coalesce(k.score / nullif(km.hi, 0), 0)"
+            "%s * least(coalesce(k.score / nullif(kb.ub, 0), 0), 1)"
             " + %s * coalesce((s.score - sm.lo) / nullif(sm.hi - sm.lo, 0),"
             " CASE WHEN s.score IS NULL THEN 0 ELSE 1 END)"
         )
@@ -235,9 +287,9 @@ def hybrid_select(
            k.rank, k.score, s.rank, s.score, s.chunk_id, coalesce(s.matches, 0),
            count(*) OVER () AS total{counts}
     FROM kw k
-    FULL OUTER JOIN sem s ON s.document_id = k.document_id
-    CROSS JOIN (SELECT max(score) AS hi FROM kw) km
-    CROSS JOIN (SELECT min(score) AS lo, max(score) AS hi FROM sem) sm
+    FULL OUTER JOIN sem_all s ON s.document_id = k.document_id
+    CROSS JOIN kw_bound kb
+    CROSS JOIN (SELECT min(score) AS lo, max(score) AS hi FROM sem_all) sm
     ORDER BY fused DESC, document_id
     LIMIT %s"""
     return sql, [keyword_weight, semantic_weight, limit]

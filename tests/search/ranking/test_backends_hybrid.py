@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from django.contrib.auth.models import User
+from django.db.models import Count
 
 from documents.embeddings import FakeProvider
-from documents.models import Document
+from documents.models import Chunk, Document, DocumentTerm
 from documents.services import document_create
 from search.ranking.backends import SearchHit, SearchMode
+from search.ranking.backends.semantic import embed_query
+from search.ranking.backends.sql import BM25_K1
+from search.ranking.query import parse_query
 from tests.factories import make_document
 from tests.search.ranking.helpers import embed_all, ids, run
 
@@ -86,23 +92,54 @@ def _build_corpus(size: int) -> list[Document]:
     return documents
 
 
+def bm25_bound(text: str) -> float:
+    """The query's BM25 bound, from the postings: sum of idf(t) * (k1 + 1) over its terms."""
+    terms = set(parse_query(text).terms)
+    n = Document.objects.filter(term_count__gt=0).count()
+    df = dict(
+        DocumentTerm.objects.filter(term__in=terms)
+        .values_list("term")
+        .annotate(n=Count("document"))
+        .order_by()
+    )
+    return sum(
+        math.log(1 + (n - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) * (BM25_K1 + 1) for t in terms
+    )
+
+
+def best_chunk_cosines(text: str, document_ids: set[int]) -> dict[int, float]:
+    """Each document's best chunk cosine with the query, computed in Python."""
+    query = embed_query(text)[0].vector.to_numpy()
+    best: dict[int, float] = {}
+    for document_id, vector in Chunk.objects.filter(document_id__in=document_ids).values_list(
+        "document_id", "embedding"
+    ):
+        cosine = float(np.dot(query, vector) / (np.linalg.norm(query) * np.linalg.norm(vector)))
+        best[document_id] = max(best.get(document_id, -1.0), cosine)
+    return best
+
+
 def convex_fusion(
-    keyword: list[SearchHit], semantic: list[SearchHit], *, semantic_weight: float
+    text: str, keyword: list[SearchHit], semantic: list[SearchHit], *, semantic_weight: float
 ) -> list[tuple[int, float]]:
     """Pure-Python convex fusion: the test oracle for the hybrid SQL.
 
-    Keyword scores are divided by their maximum, semantic scores min-max
-    scaled (all 1 when they are all equal); a missing leg counts 0. Ties go
-    to the lower document id.
+    Keyword scores are divided by the query's BM25 bound (at most 1);
+    semantic scores are the leg's, or for a keyword candidate the leg did
+    not find its best chunk's cosine, min-max scaled over all of them (all 1
+    when they are all equal); a missing leg counts 0. Ties go to the lower
+    document id.
     """
+    bound = bm25_bound(text)
     keyword_scores = {h.document_id: h.score for h in keyword}
     semantic_scores = {h.document_id: h.score for h in semantic}
-    keyword_hi = max(keyword_scores.values(), default=0.0)
+    missing = set(keyword_scores) - set(semantic_scores)
+    semantic_scores |= best_chunk_cosines(text, missing)
     semantic_lo = min(semantic_scores.values(), default=0.0)
     semantic_hi = max(semantic_scores.values(), default=0.0)
     fused: dict[int, float] = {}
     for doc in keyword_scores.keys() | semantic_scores.keys():
-        kw = keyword_scores[doc] / keyword_hi if doc in keyword_scores and keyword_hi else 0.0
+        kw = min(keyword_scores.get(doc, 0.0) / bound, 1.0) if bound else 0.0
         if doc not in semantic_scores:
             sem = 0.0
         elif semantic_hi == semantic_lo:
@@ -149,7 +186,8 @@ class TestHybridBackend:
             assert len(hybrid) == len(set(hybrid))
 
     def test_leg_ranks_match_single_modes(self, user: User, settings: SettingsWrapper) -> None:
-        """keyword_rank and semantic_rank are the documents' ranks in each mode."""
+        """keyword_rank and semantic_rank are the documents' ranks in each mode; a keyword
+        candidate the semantic leg did not reach still carries its best chunk's cosine."""
         _build_corpus(30)
         candidates = settings.SEARCH_CANDIDATES
         for query in ORACLE_QUERIES:
@@ -166,11 +204,14 @@ class TestHybridBackend:
             for hit in hits:
                 kw, sem = keyword.get(hit.document_id), semantic.get(hit.document_id)
                 assert hit.keyword_rank == (kw.rank if kw else None)
-                assert hit.keyword_score == (kw.score if kw else None)
+                assert hit.keyword_score == (pytest.approx(kw.score) if kw else None)
                 assert hit.semantic_rank == (sem.rank if sem else None)
-                assert hit.semantic_score == (sem.score if sem else None)
                 if sem is not None:
+                    assert hit.semantic_score == pytest.approx(sem.score)
                     assert hit.chunk_id == sem.chunk_id
+                else:  # A keyword candidate: its score was filled in exactly.
+                    filled = best_chunk_cosines(query, {hit.document_id})[hit.document_id]
+                    assert hit.semantic_score == pytest.approx(filled)
             assert any(h.keyword_rank and h.semantic_rank for h in hits)
 
     def test_fake_provider_weights(self, fake_embedder: FakeProvider) -> None:
@@ -210,7 +251,7 @@ class TestHybridBackend:
         for text in ORACLE_QUERIES:
             keyword = run(SearchMode.KEYWORD, text, user=user, limit=candidates).hits
             semantic = run(SearchMode.SEMANTIC, text, user=user, limit=candidates).hits
-            expected = convex_fusion(keyword, semantic, semantic_weight=0.5)[:10]
+            expected = convex_fusion(text, keyword, semantic, semantic_weight=0.5)[:10]
             hybrid = run(SearchMode.HYBRID, text, user=user, limit=10).hits
             assert [h.document_id for h in hybrid] == [doc for doc, _ in expected], text
             assert [h.score for h in hybrid] == pytest.approx([s for _, s in expected])
