@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "documents",
     "search",
     "search.clustering",
+    "search.answers",
 ]
 
 MIDDLEWARE = [
