@@ -180,6 +180,16 @@ CHUNK_MAX_TOKENS = env_int("CHUNK_MAX_TOKENS", 0, minimum=0)
 CHUNK_OVERLAP_TOKENS = env_int("CHUNK_OVERLAP_TOKENS", 32, minimum=0)
 
 # ---------------------------------------------------------------------------
+# Answers: an OpenAI-compatible chat model writes them when LLM_MODEL is set
+# (OpenAI, or a local vLLM / Ollama server at LLM_BASE_URL); without one the
+# answer is the sentence of the documents that answers best.
+# ---------------------------------------------------------------------------
+LLM_MODEL = env_str("LLM_MODEL")
+LLM_BASE_URL = env_str("LLM_BASE_URL")
+LLM_API_KEY = env_str("LLM_API_KEY")
+LLM_TIMEOUT = env_float("LLM_TIMEOUT", 20.0)
+
+# ---------------------------------------------------------------------------
 # Search
 # ---------------------------------------------------------------------------
 SEARCH_HNSW_EF_SEARCH = env_int("SEARCH_HNSW_EF_SEARCH", 200, minimum=10)

@@ -68,10 +68,32 @@ def idf_weights(terms: Sequence[str], *, df: Mapping[str, int], n: int) -> dict[
     }
 
 
+#: Question words: what is asked for, never in the answering sentence.
+QUESTION_WORDS: Final = frozenset(
+    [
+        "무엇",
+        "뭐",
+        "어떻게",
+        "어떤",
+        "언제",
+        "어디",
+        "누가",
+        "누구",
+        "왜",
+        "몇",
+        "며칠",
+        "얼마",
+        "어느",
+        "얼마나",
+    ]
+)
+
+
 def scored_sentences(
     question_terms: Sequence[str], weights: Mapping[str, float], passages: Sequence[Passage]
 ) -> list[Extract]:
     """Every sentence of the passages with its score, best first."""
+    weights = {t: w for t, w in weights.items() if t not in QUESTION_WORDS}
     total = sum(weights.get(t, 0.0) for t in dict.fromkeys(question_terms))
     spans = [(p, start, end) for p in passages for start, end in split_sentences(p.text)]
     if total <= 0 or not spans:

@@ -171,12 +171,18 @@ def extractive_answer(
         sentences = scored_sentences(
             parsed.terms, question_weights(parsed, user=user), answer.passages
         )
+        answer.passages = passages_by_relevance(sentences)
         extract = best_sentence(sentences)
         if extract is not None:
             answer.kind, answer.text, answer.score = "extractive", extract.text, extract.score
         answer.citations = citations_for(sentences, extract)
     answer.latency_ms = (time.perf_counter() - started) * 1000
     return answer
+
+
+def passages_by_relevance(sentences: list[Extract]) -> list[Passage]:
+    """The passages in the order of their best sentence (the most telling first)."""
+    return list({s.passage.chunk_id: s.passage for s in sentences}.values())
 
 
 def citations_for(sentences: list[Extract], extract: Extract | None) -> list[Citation]:

@@ -16,10 +16,13 @@ from django.views.decorators.csrf import csrf_exempt
 
 from documents.selectors import document_detail
 from search import related
+from search.answers.services import answer_json, answer_question
 from search.related import related_documents
+from search.web.answers import citation_url
 from search.web.forms import SearchForm
+from search.web.limits import search_rate_limit
 from search.web.openapi import openapi_schema
-from search.web.views import run_search, search_rate_limit
+from search.web.views import run_search
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -188,3 +191,19 @@ def _document_json(request: HttpRequest, document: Document) -> dict[str, Any]:
         "created_at": document.created_at,
         "updated_at": document.updated_at,
     }
+
+
+@api_get
+@search_rate_limit
+def api_answer(request: HttpRequest) -> HttpResponse:
+    """``GET /api/answer?q=``: the answer to a question, with its citations."""
+    question = (request.GET.get("q") or "").strip()
+    if not question:
+        return _json_error(
+            "The q parameter is required.", status=400, fields={"q": ["Ask a question."]}
+        )
+    answer = answer_question(question[:1000], user=request.user, source="api")
+    data = answer_json(answer)
+    for citation, item in zip(answer.citations, data["citations"], strict=True):
+        item["url"] = request.build_absolute_uri(citation_url(citation))
+    return _json(data)

@@ -293,6 +293,43 @@ def _components() -> dict[str, Any]:
                 "updated_at": date_time,
             }
         ),
+        "Citation": _object(
+            {
+                "number": {"type": "integer", "description": "As cited in the answer: [1]."},
+                "document_id": {"type": "integer"},
+                "chunk_id": {"type": "integer"},
+                "title": {"type": "string"},
+                "passage": {"type": "string", "description": "The cited passage, whole."},
+                "highlight": {
+                    "type": ["array", "null"],
+                    "items": {"type": "integer"},
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "description": "The answer's [start, end) in the passage, if taken from it.",
+                },
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "The document page, scrolled to the passage.",
+                },
+            }
+        ),
+        "AnswerResponse": _object(
+            {
+                "question": {"type": "string"},
+                "language": {"type": "string", "enum": ["ko", "en", "mixed"]},
+                "kind": {
+                    "type": "string",
+                    "enum": ["extractive", "generated", "none"],
+                    "description": "A sentence of the documents, an answer written by the "
+                    "language model (LLM_MODEL) from the cited passages, or none found.",
+                },
+                "answer": {"type": "string"},
+                "notes": {"type": "array", "items": {"type": "string"}},
+                "latency_ms": {"type": "number"},
+                "citations": {"type": "array", "items": _ref("Citation")},
+            }
+        ),
         "RelatedResponse": _object(
             {
                 "id": {"type": "integer", "description": "The source document."},
@@ -385,6 +422,29 @@ def openapi_schema(*, server_url: str) -> dict[str, Any]:
                     "responses": {
                         "200": _ok("A page of results.", _ref("SearchResponse")),
                         "400": _error("Invalid parameters (see `fields`) or a blank query."),
+                        "401": _response("Unauthorized"),
+                        "405": _response("MethodNotAllowed"),
+                        "429": _error("Over the search rate limit (SEARCH_RATE_LIMIT)."),
+                    },
+                }
+            },
+            "/api/answer": {
+                "get": {
+                    "operationId": "answer",
+                    "summary": "Answer a question from the documents the caller may see.",
+                    "description": "Each answer is logged with its citations.",
+                    "parameters": [
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "required": True,
+                            "description": "The question (at most 1,000 characters are read).",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _ok("The answer and its citations.", _ref("AnswerResponse")),
+                        "400": _error("No question given."),
                         "401": _response("Unauthorized"),
                         "405": _response("MethodNotAllowed"),
                         "429": _error("Over the search rate limit (SEARCH_RATE_LIMIT)."),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+import re
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse
@@ -13,9 +14,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_ratelimit.decorators import ratelimit
 
-from config.middleware import setting_rate
 from documents.selectors import document_chunks, document_detail
 from search import related
 from search.ranking.selectors import search_documents
@@ -28,19 +27,17 @@ from search.services import (
     search_click_create,
     search_log_create,
 )
+from search.web.answers import search_card
 from search.web.forms import ApiTokenForm, ResultClickForm, SearchForm
+from search.web.limits import search_rate_limit
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
-    from django.http import HttpRequest
+    from django.http import HttpRequest, QueryDict
 
+    from documents.models import Document
     from search.models import SearchQueryLog
     from search.ranking.selectors import SearchPage
-
-# One budget per user for the search page and the API (SEARCH_RATE_LIMIT).
-search_rate_limit: Final = ratelimit(
-    group="search", key="user_or_ip", rate=setting_rate("SEARCH_RATE_LIMIT")
-)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -94,6 +91,8 @@ def search_view(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"form": form, "page": None, "search_log": None}
     if form.is_valid() and form.cleaned_data["q"]:
         context["page"], context["search_log"] = run_search(request, form, source="web")
+        if form.cleaned_data["page"] == 1:
+            context["answer_card"] = search_card(request, form.cleaned_data["q"])
     template = "search/_results.html" if _is_htmx(request) else "search/search.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
@@ -115,10 +114,38 @@ def document_view(request: HttpRequest, pk: int) -> HttpResponse:
         )
     context = {
         "document": document,
+        "text_parts": cited_passage(document, request.GET),
         "chunks": document_chunks(document),
         "related": related_documents(user=request.user, document=document, k=related.DEFAULT_K),
     }
     return render(request, "search/document.html", context)
+
+
+def cited_passage(document: Document, params: QueryDict) -> tuple[str, ...] | None:
+    """The document's text cut around a cited passage (``?passage=<chunk>&hl=<s>-<e>``).
+
+    (before, passage before the answer, the answer, passage after, after),
+    all plain text for the template to escape; None without a valid passage
+    of this document's live index.
+    """
+    raw = params.get("passage", "")
+    if not raw.isdigit():
+        return None
+    chunk = document_chunks(document).filter(pk=int(raw)).first()
+    if chunk is None:
+        return None
+    start, end = chunk.start_offset, chunk.end_offset
+    low, high = 0, end - start
+    if match := re.fullmatch(r"(\d+)-(\d+)", params.get("hl", "")):
+        low, high = sorted((min(int(match[1]), end - start), min(int(match[2]), end - start)))
+    text = document.text
+    return (
+        text[:start],
+        text[start : start + low],
+        text[start + low : start + high],
+        text[start + high : end],
+        text[end:],
+    )
 
 
 # -- API tokens (self-service) ----------------------------------------------

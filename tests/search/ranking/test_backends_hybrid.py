@@ -114,6 +114,7 @@ def best_chunk_cosines(text: str, document_ids: set[int]) -> dict[int, float]:
     for document_id, vector in Chunk.objects.filter(document_id__in=document_ids).values_list(
         "document_id", "embedding"
     ):
+        assert vector is not None
         cosine = float(np.dot(query, vector) / (np.linalg.norm(query) * np.linalg.norm(vector)))
         best[document_id] = max(best.get(document_id, -1.0), cosine)
     return best
