@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from django.contrib.auth.models import User
     from django.test import Client
-    from pytest_django.fixtures import SettingsWrapper
+    from pytest_django.fixtures import Settings as SettingsWrapper
 
     from documents.models import Document
 
@@ -157,7 +157,8 @@ class TestGeneratedAnswer:
         client.force_login(user)
         response = client.get(reverse("search:ask_stream"), {"q": QUESTION})
         assert response.status_code == 200
-        lines = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+        body = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+        lines = [json.loads(line) for line in body.splitlines()]
         deltas = "".join(line["delta"] for line in lines if "delta" in line)
         assert deltas == chat_api.reply
         assert "최대 25일입니다" in lines[-1]["html"]
