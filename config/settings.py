@@ -202,6 +202,14 @@ SEARCH_SEMANTIC_WEIGHT = (
     env_float("SEARCH_SEMANTIC_WEIGHT", 0.0) if env_str("SEARCH_SEMANTIC_WEIGHT") else None
 )
 
+# Re-ranking: a local sentence-transformers CrossEncoder directory (none is
+# bundled: no multilingual cross-encoder ships its weights on the package
+# index) re-orders the top RERANK_CANDIDATES hybrid results; RERANK_DEFAULT
+# turns it on for searches that do not say rerank=0/1.
+RERANK_MODEL = env_str("RERANK_MODEL")
+RERANK_CANDIDATES = env_int("RERANK_CANDIDATES", 30, minimum=2)
+RERANK_DEFAULT = env_bool("RERANK_DEFAULT", False)
+
 # ---------------------------------------------------------------------------
 # Security (production: DJANGO_SECURE=1 behind HTTPS)
 # ---------------------------------------------------------------------------

@@ -136,7 +136,13 @@ def index_dataset(
 
 
 def run_queries(
-    dataset: BeirDataset, *, mode: str, user: Any, k: int = 100, limit: int | None = None
+    dataset: BeirDataset,
+    *,
+    mode: str,
+    user: Any,
+    k: int = 100,
+    limit: int | None = None,
+    rerank: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Rank the corpus for every test query; return a TREC run."""
     from documents.models import Document
@@ -147,7 +153,7 @@ def run_queries(
     for number, (query_id, text) in enumerate(dataset.queries.items()):
         if limit is not None and number >= limit:
             break
-        hits = search_hits(query=text, mode=mode, user=user, limit=k)
+        hits = search_hits(query=text, mode=mode, user=user, limit=k, rerank=rerank)
         # Scores must fall with rank for trec_eval; rank order is the truth.
         run[query_id] = {
             ids[hit.document_id].removeprefix("beir:"): float(k - index)

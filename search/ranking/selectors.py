@@ -15,6 +15,7 @@ from search.ranking.backends import SearchFilters, SearchHit, SearchMode, get_se
 from search.ranking.backends.sql import base_cte
 from search.ranking.highlight import highlight
 from search.ranking.query import ParsedQuery, parse_query
+from search.ranking.rerank import RerankerUnavailable, get_reranker, rerank_hits
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser
@@ -46,6 +47,8 @@ class SearchPage:
     query: str
     mode: SearchMode
     parsed: ParsedQuery
+    #: Whether the cross-encoder re-ordered the top candidates.
+    reranked: bool = False
     items: list[ResultItem] = field(default_factory=list)
     total: int = 0
     page: int = 1
@@ -72,13 +75,23 @@ def search_hits(
     user: User | None,
     filters: SearchFilters | None = None,
     limit: int = 10,
+    rerank: bool = False,
 ) -> list[SearchHit]:
-    """Ranked hits only (no snippets): what evaluation and the API's k use."""
+    """Ranked hits only (no snippets): what evaluation and the API's k use.
+
+    ``rerank`` re-orders the top candidates with the configured cross-encoder
+    (raises RerankerUnavailable without one).
+    """
     parsed = query if isinstance(query, ParsedQuery) else parse_query(query)
     if parsed.is_empty:
         return []
     queryset = visible_documents(user, filters or SearchFilters())
-    return get_search_backend(mode).search(parsed, queryset=queryset, limit=limit).hits
+    if not rerank:
+        return get_search_backend(mode).search(parsed, queryset=queryset, limit=limit).hits
+    reranker = get_reranker()
+    wanted = max(limit, settings.RERANK_CANDIDATES)
+    hits = get_search_backend(mode).search(parsed, queryset=queryset, limit=wanted).hits
+    return rerank_hits(parsed.semantic_text, hits, reranker=reranker)[0][:limit]
 
 
 def search_documents(
@@ -90,8 +103,13 @@ def search_documents(
     page: int = 1,
     page_size: int | None = None,
     sort: str = "relevance",
+    rerank: bool | None = None,
 ) -> SearchPage:
-    """Search, then load the page's documents with highlighted passages."""
+    """Search, then load the page's documents with highlighted passages.
+
+    ``rerank`` (default ``RERANK_DEFAULT``) re-orders the top candidates with
+    the cross-encoder; without one the page keeps its order and says why.
+    """
     started = time.perf_counter()
     mode = SearchMode(mode)
     filters = filters or SearchFilters()
@@ -108,10 +126,23 @@ def search_documents(
     limit = max(wanted, settings.SEARCH_CANDIDATES) if sort == "date" else wanted
     if mode is not SearchMode.KEYWORD:
         limit = min(limit, max(settings.SEARCH_CANDIDATES, wanted))
+    reranker = None
+    if (settings.RERANK_DEFAULT if rerank is None else rerank) and sort == "relevance":
+        try:
+            reranker = get_reranker()
+        except RerankerUnavailable as exc:
+            result.notes.append(str(exc))
+        else:
+            limit = max(limit, settings.RERANK_CANDIDATES)
     ranked = get_search_backend(mode).search(parsed, queryset=queryset, limit=limit)
     result.timings.update(ranked.timings)
     result.notes.extend(ranked.notes)
     hits = ranked.hits
+    if reranker is not None and hits:
+        hits, result.timings["rerank_ms"] = rerank_hits(
+            parsed.semantic_text, hits, reranker=reranker
+        )
+        result.reranked = True
     result.total = max(ranked.total, len(hits))
     if sort == "date":
         dates = dict(

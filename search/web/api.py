@@ -96,6 +96,7 @@ def api_search(request: HttpRequest) -> HttpResponse:
             "page": page.page,
             "k": page.page_size,
             "has_next": page.has_next,
+            "reranked": page.reranked,
             "timings_ms": page.timings,
             "results": [_result_json(request, item) for item in page.items],
             "suggestions": [
@@ -164,6 +165,8 @@ def _result_json(request: HttpRequest, item: ResultItem) -> dict[str, Any]:
         "keyword_score": hit.keyword_score,
         "semantic_rank": hit.semantic_rank,
         "semantic_score": hit.semantic_score,
+        "rerank_rank": hit.rerank_rank,
+        "rerank_score": hit.rerank_score,
         "snippet": str(item.snippet),
         "snippet_text": html.unescape(strip_tags(item.snippet)),
         "more_matches": item.more_matches,

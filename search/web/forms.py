@@ -23,6 +23,17 @@ MAX_TAGS: Final = 20
 TAG_MAX_LENGTH: Final = 64
 
 SORT_CHOICES: Final = [("relevance", "Relevance"), ("date", "Newest first")]
+RERANK_CHOICES: Final = [("", "Re-rank: default"), ("1", "Re-rank: on"), ("0", "Re-rank: off")]
+_SWITCH_VALUES: Final = {
+    "1": True,
+    "true": True,
+    "on": True,
+    "yes": True,
+    "0": False,
+    "false": False,
+    "off": False,
+    "no": False,
+}
 #: Fields that narrow the result set (the "Filters" panel of the page).
 FILTER_FIELDS: Final = ("tag", "source_type", "language", "owner", "date_from", "date_to")
 #: Applied when a parameter is absent or blank, so that a bound form shows
@@ -76,6 +87,20 @@ class TagsField(forms.Field):
             )
 
 
+class SwitchField(forms.Field):
+    """An optional on/off switch: 1/true/on/yes or 0/false/off/no; blank is None."""
+
+    widget = forms.Select(choices=RERANK_CHOICES)
+
+    def to_python(self, value: Any) -> bool | None:
+        text = str(value or "").strip().lower()
+        if not text:
+            return None
+        if text not in _SWITCH_VALUES:
+            raise forms.ValidationError("Use 1 or 0 (on or off).", code="invalid_switch")
+        return _SWITCH_VALUES[text]
+
+
 class SearchForm(forms.Form):
     """What a search asks for: the query, the mode, filters and the page."""
 
@@ -115,6 +140,8 @@ class SearchForm(forms.Form):
         required=False, label="Updated until", widget=forms.DateInput(attrs={"type": "date"})
     )
     sort = forms.TypedChoiceField(choices=SORT_CHOICES, empty_value="relevance", required=False)
+    #: Re-order the top candidates with the cross-encoder (None: RERANK_DEFAULT).
+    rerank = SwitchField(required=False, label="Re-rank")
     page = forms.IntegerField(min_value=1, max_value=MAX_PAGE, required=False)
     #: Results per page; offered by the API only.
     k = forms.IntegerField(min_value=1, max_value=MAX_K, required=False)

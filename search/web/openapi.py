@@ -22,7 +22,7 @@ from documents.models import Document
 from search import related
 from search.ranking.backends import SearchMode
 from search.related import RelatedMethod
-from search.web.forms import MAX_TAGS, TAG_MAX_LENGTH, SearchForm, TagsField
+from search.web.forms import MAX_TAGS, TAG_MAX_LENGTH, SearchForm, SwitchField, TagsField
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -110,6 +110,8 @@ def _field_schema(name: str, field: forms.Field) -> tuple[dict[str, Any], bool]:
         schema = {"type": "integer"}
     elif isinstance(field, forms.BooleanField):
         return {"type": "boolean"}, False
+    elif isinstance(field, SwitchField):
+        return {"type": "string", "enum": ["1", "0", "true", "false", "on", "off"]}, False
     elif isinstance(field, forms.CharField):
         schema = {"type": "string"}
         if field.min_length is not None:
@@ -138,6 +140,11 @@ def _search_parameters() -> list[dict[str, Any]]:
         "tag": {"note": "Repeat the parameter or separate tags with commas."},
         "page": {"default": 1},
         "k": {"default": settings.SEARCH_RESULTS_PER_PAGE, "description": "Results per page"},
+        "rerank": {
+            "note": "Re-order the top RERANK_CANDIDATES results with the cross-encoder "
+            "configured by RERANK_MODEL; absent means RERANK_DEFAULT. Without a "
+            "cross-encoder the order is kept and a note says so."
+        },
     }
     parameters = []
     for name, field in SearchForm.base_fields.items():
@@ -218,6 +225,10 @@ def _components() -> dict[str, Any]:
                 "page": {"type": "integer", "minimum": 1},
                 "k": {"type": "integer", "minimum": 1, "description": "Results per page."},
                 "has_next": {"type": "boolean"},
+                "reranked": {
+                    "type": "boolean",
+                    "description": "Whether the cross-encoder re-ordered the top results.",
+                },
                 "timings_ms": {
                     "type": "object",
                     "description": "Milliseconds spent, by stage (e.g. keyword_ms, total_ms).",
@@ -247,6 +258,8 @@ def _components() -> dict[str, Any]:
                 "keyword_score": _nullable("number"),
                 "semantic_rank": _nullable("integer"),
                 "semantic_score": _nullable("number"),
+                "rerank_rank": _nullable("integer"),
+                "rerank_score": _nullable("number"),
                 "snippet": {
                     "type": "string",
                     "description": "Escaped HTML with the matches in <mark> elements.",

@@ -58,12 +58,15 @@ def run_search(
         page=data["page"],
         page_size=page_size,
         sort=data["sort"],
+        rerank=data["rerank"],
     )
     logged_filters: dict[str, object] = filters.as_dict()
     if data["sort"] != "relevance":
         logged_filters["sort"] = data["sort"]
     if page.page > 1:
         logged_filters["page"] = page.page
+    if page.reranked:
+        logged_filters["rerank"] = True
     log = search_log_create(
         user=request.user,
         query=page.query,

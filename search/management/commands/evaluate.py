@@ -39,12 +39,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-queries", type=int, default=None)
         parser.add_argument("--split", default="test")
+        parser.add_argument(
+            "--rerank",
+            action="store_true",
+            help="Also score each mode re-ranked by the cross-encoder of RERANK_MODEL.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             modes = [SearchMode(m.strip()) for m in options["modes"].split(",") if m.strip()]
         except ValueError as exc:
             raise CommandError(f"{exc}; modes are keyword, semantic, hybrid") from None
+        if options["rerank"]:
+            from search.ranking.rerank import RerankerUnavailable, get_reranker
+
+            try:
+                get_reranker()
+            except RerankerUnavailable as exc:
+                raise CommandError(str(exc)) from None
         try:
             dataset = load_beir(options["dataset"], split=options["split"])
         except (FileNotFoundError, ValueError) as exc:
@@ -78,13 +90,17 @@ class Command(BaseCommand):
             "index_seconds": round(index_seconds, 1),
             "modes": {},
         }
+        variants = [(False, "")] + ([(True, "+rerank")] if options["rerank"] else [])
         for mode in modes:
-            started = time.perf_counter()
-            run = run_queries(dataset, mode=mode, user=user, limit=options["max_queries"])
-            elapsed = time.perf_counter() - started
-            metrics = score_run(run, dataset.qrels)
-            metrics["ms_per_query"] = round(1000 * elapsed / max(len(run), 1), 1)
-            results["modes"][mode.value] = metrics
+            for rerank, suffix in variants:
+                started = time.perf_counter()
+                run = run_queries(
+                    dataset, mode=mode, user=user, limit=options["max_queries"], rerank=rerank
+                )
+                elapsed = time.perf_counter() - started
+                metrics = score_run(run, dataset.qrels)
+                metrics["ms_per_query"] = round(1000 * elapsed / max(len(run), 1), 1)
+                results["modes"][mode.value + suffix] = metrics
         if quiet:
             self.stdout.write(json.dumps(results, indent=2))
             return

@@ -93,6 +93,9 @@ class SearchHit:
     chunk_id: int | None = None
     #: Chunks of the document among the candidates (semantic leg).
     chunk_matches: int = 0
+    #: Place and score given by the cross-encoder, when results were re-ranked.
+    rerank_rank: int | None = None
+    rerank_score: float | None = None
 
 
 @dataclass(slots=True)
