@@ -24,12 +24,14 @@ from search.answers.extractive import (
     idf_weights,
     scored_sentences,
 )
-from search.ranking.backends import SearchFilters, SearchMode
+from search.ranking.backends import SearchFilters, SearchHit, SearchMode
 from search.ranking.backends.sql import base_query
 from search.ranking.query import parse_query
 from search.ranking.selectors import search_hits, visible_documents
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.auth.models import User as AuthUser
 
@@ -88,12 +90,22 @@ def is_question(text: str) -> bool:
 
 
 def answer_passages(
-    parsed: ParsedQuery, *, user: User | None, filters: SearchFilters | None = None
+    parsed: ParsedQuery,
+    *,
+    user: User | None,
+    filters: SearchFilters | None = None,
+    hits: Sequence[SearchHit] | None = None,
 ) -> list[Passage]:
-    """The passages of the top documents where an answer is looked for, best first."""
-    hits = search_hits(
-        query=parsed, mode=SearchMode.HYBRID, user=user, filters=filters, limit=ANSWER_DOCUMENTS
-    )
+    """The passages of the top documents where an answer is looked for, best first.
+
+    ``hits`` are a ranking already made for ``user`` (the search page's own
+    hybrid results); without them the documents are ranked here.
+    """
+    if hits is None:
+        hits = search_hits(
+            query=parsed, mode=SearchMode.HYBRID, user=user, filters=filters, limit=ANSWER_DOCUMENTS
+        )
+    hits = hits[:ANSWER_DOCUMENTS]
     if not hits:
         return []
     ranks = {hit.document_id: rank for rank, hit in enumerate(hits)}
@@ -160,14 +172,21 @@ def question_weights(parsed: ParsedQuery, *, user: User | None) -> dict[str, flo
 
 
 def extractive_answer(
-    question: str, *, user: User | None, filters: SearchFilters | None = None
+    question: str,
+    *,
+    user: User | None,
+    filters: SearchFilters | None = None,
+    hits: Sequence[SearchHit] | None = None,
 ) -> Answer:
-    """The sentence of the user's documents that answers ``question``, with citations."""
+    """The sentence of the user's documents that answers ``question``, with citations.
+
+    ``hits``: the user's hybrid ranking of ``question`` when the caller has it.
+    """
     started = time.perf_counter()
     parsed = parse_query(question)
     answer = Answer(question=parsed.text, language=detect_language(parsed.text), kind="none")
     if not parsed.is_empty:
-        answer.passages = answer_passages(parsed, user=user, filters=filters)
+        answer.passages = answer_passages(parsed, user=user, filters=filters, hits=hits)
         sentences = scored_sentences(
             parsed.terms, question_weights(parsed, user=user), answer.passages
         )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
     from search.answers.extractive import Passage
+    from search.ranking.backends import SearchFilters
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +74,16 @@ def answer_question(
     return answer
 
 
-def answer_stream(question: str, *, user: User | AnonymousUser | None) -> Iterator[dict[str, Any]]:
+def answer_stream(
+    question: str,
+    *,
+    user: User | AnonymousUser | None,
+    filters: SearchFilters | None = None,
+) -> Iterator[dict[str, Any]]:
     """The generated answer as it is written: ``{"delta": text}`` events, then
     ``{"answer": Answer}`` (the final one, possibly the extractive fallback)."""
     started = time.perf_counter()
-    answer = extractive_answer(question, user=user)
+    answer = extractive_answer(question, user=user, filters=filters)
     if generative.is_configured() and answer.passages:
         messages = generative.prompt_messages(
             answer.question, _prompted(answer), language=answer.language

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from documents.selectors import document_chunks, document_detail
 from search import related
+from search.ranking.backends import SearchMode
 from search.ranking.selectors import search_documents
 from search.related import related_documents
 from search.selectors import api_tokens_of
@@ -94,8 +95,17 @@ def search_view(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"form": form, "page": None, "search_log": None}
     if form.is_valid() and form.cleaned_data["q"]:
         context["page"], context["search_log"] = run_search(request, form, source="web")
-        if form.cleaned_data["page"] == 1:
-            context["answer_card"] = search_card(request, form.cleaned_data["q"])
+        page = context["page"]
+        if page.page == 1:
+            hybrid_order = (
+                page.mode is SearchMode.HYBRID and form.cleaned_data["sort"] == "relevance"
+            )
+            context["answer_card"] = search_card(
+                request,
+                form.cleaned_data["q"],
+                filters=form.to_filters(),
+                hits=[item.hit for item in page.items] if hybrid_order else None,
+            )
     template = "search/_results.html" if _is_htmx(request) else "search/search.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])

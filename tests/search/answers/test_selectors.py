@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from django.urls import reverse
 
 from search.answers.selectors import extractive_answer, is_question
+from search.ranking.backends.hybrid import HybridBackend
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import Group, User
+    from django.test import Client
 
     from documents.models import Document
 
@@ -88,3 +91,44 @@ class TestExtractiveAnswer:
         assert extractive_answer(QUESTION, user=user).kind == "none"
         empty = extractive_answer("   ", user=user)
         assert empty.kind == "none" and empty.citations == []
+
+
+class TestSearchPageCard:
+    def test_the_card_reads_the_pages_own_ranking(
+        self,
+        client: Client,
+        user: User,
+        vacation: Document,
+        remote: Document,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A hybrid page ranks once: the card answers from the results shown."""
+        calls: list[str] = []
+        original = HybridBackend.search
+
+        def counted(self: HybridBackend, *args: Any, **kwargs: Any) -> Any:
+            calls.append("hybrid")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(HybridBackend, "search", counted)
+        client.force_login(user)
+        html = client.get(reverse("search:search"), {"q": QUESTION}).content.decode()
+        assert "25일" in html and f"/documents/{vacation.pk}/?passage=" in html
+        assert calls == ["hybrid"]
+        # Another mode's order is not the answerer's: the card ranks for itself.
+        calls.clear()
+        client.get(reverse("search:search"), {"q": QUESTION, "mode": "keyword"})
+        assert calls == ["hybrid"]
+
+    def test_the_card_keeps_the_pages_filters(
+        self, client: Client, user: User, vacation: Document, remote: Document
+    ) -> None:
+        """Filtered to another language, the Korean policy cannot answer."""
+        client.force_login(user)
+        korean = client.get(reverse("search:search"), {"q": QUESTION, "language": "ko"})
+        assert "25일" in korean.content.decode()
+        html = client.get(
+            reverse("search:search"), {"q": QUESTION, "language": "en"}
+        ).content.decode()
+        assert "25일" not in html
+        assert f"/documents/{vacation.pk}/?passage=" not in html
