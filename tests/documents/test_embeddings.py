@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import socket
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +21,7 @@ from documents.embeddings import (
 )
 from documents.models import Document
 from tests.factories import make_document
+from tests.loopback import JSONHandler, LoopbackServer, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,18 +46,14 @@ class FakeEmbeddingsAPI:
     fail_with: int | None = None
 
 
-class _Server(ThreadingHTTPServer):
-    api: FakeEmbeddingsAPI
-
-
-class EmbeddingsHandler(BaseHTTPRequestHandler):
+class EmbeddingsHandler(JSONHandler):
     """POST /v1/embeddings, answering with its data in reverse order."""
 
-    server: _Server
+    server: LoopbackServer[FakeEmbeddingsAPI]
 
     def do_POST(self) -> None:
-        api = self.server.api
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        api = self.server.state
+        body = self.read_json()
         api.requests.append({"path": self.path, **body})
         if self.path != "/v1/embeddings":
             self.reply(404, {"error": {"message": "not found"}})
@@ -88,33 +82,13 @@ class EmbeddingsHandler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": 1, "total_tokens": 1},
         }
 
-    def reply(self, status: int, payload: dict[str, Any]) -> None:
-        content = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # Keep the test output quiet.
-
 
 @pytest.fixture
 def embeddings_api() -> Iterator[FakeEmbeddingsAPI]:
     """Serve the stand-in embeddings API on a free local port."""
-    server = _Server(("127.0.0.1", 0), EmbeddingsHandler)
-    server.api = FakeEmbeddingsAPI(port=int(server.server_address[1]))
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield server.api
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(EmbeddingsHandler, FakeEmbeddingsAPI()) as server:
+        server.state.port = server.port
+        yield server.state
 
 
 def openai_provider(port: int) -> OpenAIProvider:

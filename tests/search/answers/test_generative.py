@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,6 +13,7 @@ from django.urls import reverse
 
 from search.answers.models import AnswerLog
 from search.answers.services import answer_question, answer_stream
+from tests.loopback import JSONHandler, LoopbackServer, serving
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -40,27 +39,18 @@ class ChatAPI:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _Server(ThreadingHTTPServer):
-    api: ChatAPI
-
-
-class ChatHandler(BaseHTTPRequestHandler):
+class ChatHandler(JSONHandler):
     """POST /v1/chat/completions, streamed as server-sent events in two pieces."""
 
-    server: _Server
+    server: LoopbackServer[ChatAPI]
 
     def do_POST(self) -> None:
-        api = self.server.api
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        api = self.server.state
+        body = self.read_json()
         api.requests.append({"path": self.path, **body})
         time.sleep(api.delay)
         if api.status != 200:
-            content = json.dumps({"error": {"message": "overloaded"}}).encode()
-            self.send_response(api.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
+            self.reply(api.status, {"error": {"message": "overloaded"}})
             return
         with contextlib.suppress(BrokenPipeError):  # The client timed out first.
             self.stream(api, body)
@@ -81,24 +71,15 @@ class ChatHandler(BaseHTTPRequestHandler):
             self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def chat_api(settings: SettingsWrapper) -> Iterator[ChatAPI]:
-    server = _Server(("127.0.0.1", 0), ChatHandler)
-    server.api = ChatAPI()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    settings.LLM_MODEL = "test-model"
-    settings.LLM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    settings.LLM_API_KEY = "sk-test"
-    settings.LLM_TIMEOUT = 1.0
-    yield server.api
-    server.shutdown()
-    server.server_close()
+    with serving(ChatHandler, ChatAPI()) as server:
+        settings.LLM_MODEL = "test-model"
+        settings.LLM_BASE_URL = f"http://127.0.0.1:{server.port}/v1"
+        settings.LLM_API_KEY = "sk-test"
+        settings.LLM_TIMEOUT = 1.0
+        yield server.state
 
 
 def prompt_of(api: ChatAPI) -> str:
