@@ -44,6 +44,13 @@ class EmbeddingProvider(ABC):
     #: ``max_tokens``). Chosen per model from evaluation: smaller chunks cost
     #: the same per token but give finer passages.
     chunk_tokens: ClassVar[int] = 0
+    #: How much of each document language's mean direction is taken out of a
+    #: query's similarities (0 to 1; see ``search.ranking.backends.semantic.
+    #: language_shifts``). Multilingual models put texts of the query's own
+    #: language closer than a translation; centring by language, as in
+    #: Libovicky et al. (2020), "On the Language Neutrality of Pre-trained
+    #: Multilingual Representations", lets the other language compete.
+    language_centering: ClassVar[float] = 0.0
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> Vectors:

@@ -17,6 +17,7 @@ from search.ranking.backends.semantic import (
     embed_query,
     exact_scan_needed,
     set_hnsw_options,
+    with_language_shifts,
 )
 from search.ranking.backends.sql import (
     VectorQuery,
@@ -75,6 +76,7 @@ class HybridBackend(SearchBackend):
         candidates = max(limit, settings.SEARCH_CANDIDATES)
         vector, embed_ms = embed_query(query.semantic_text)
         started = time.perf_counter()
+        vector = with_language_shifts(vector)
         rows = self._fused(query, vector, queryset, candidates, limit, weight)
         if (not rows or rows[0][10] < candidates) and exact_scan_needed(
             query,

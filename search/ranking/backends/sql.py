@@ -156,6 +156,16 @@ class VectorQuery:
     model: str
     #: Exact scan instead of the HNSW index (very selective filters).
     exact: bool = False
+    #: Distance added to chunks of English documents and of the others
+    #: (``semantic.language_shifts``): None when the collection is of one
+    #: language, and then the chunks are scanned in one pass.
+    shifts: tuple[float, float] | None = None
+
+
+#: The two language groups the semantic leg scans apart when ``shifts`` is
+#: set: English documents, and the rest (Korean and mixed text).
+LANGUAGE_GROUPS: Final = ("l.language = 'en'", "l.language <> 'en'")
+_GROUP_DOCUMENTS: Final = "SELECT l.id FROM documents_document l WHERE"
 
 
 def semantic_ctes(
@@ -180,14 +190,40 @@ def semantic_ctes(
         if vector.exact
         else f"(c.embedding::vector({dims}) <=> %s::vector({dims}))"
     )
-    sql = f"""
-    sem_nn AS MATERIALIZED (
-        SELECT c.id, c.document_id, {distance} AS dist
+
+    def scan(shift: str = "", group: str = "") -> str:
+        return f"""
+        SELECT c.id, c.document_id, {distance}{shift} AS dist
         FROM documents_chunk c
         WHERE vector_dims(c.embedding) = {dims} AND c.embedding_model = %s
-          AND c.document_id IN ({base_sql})
+          AND c.document_id IN ({base_sql}){group}
         ORDER BY {distance}
-        LIMIT %s
+        LIMIT %s"""
+
+    if vector.shifts is None:
+        nearest = scan()
+        nearest_params = [vector.vector, vector.model, *base_params, vector.vector, chunk_limit]
+    else:
+        # One scan per language group, so that the other language's chunks
+        # are candidates at all; each group's distances shifted by its own.
+        nearest = "\n        UNION ALL".join(
+            f"({scan(' + %s', f' AND c.document_id IN ({_GROUP_DOCUMENTS} {group})')})"
+            for group in LANGUAGE_GROUPS
+        )
+        nearest_params = [
+            param
+            for shift in vector.shifts
+            for param in (
+                vector.vector,
+                shift,
+                vector.model,
+                *base_params,
+                vector.vector,
+                chunk_limit,
+            )
+        ]
+    sql = f"""
+    sem_nn AS MATERIALIZED ({nearest}
     ),
     sem_best AS (
         SELECT DISTINCT ON (document_id) document_id, id AS chunk_id, dist,
@@ -202,7 +238,7 @@ def semantic_ctes(
         ORDER BY dist, document_id
         LIMIT %s
     )"""
-    return sql, [vector.vector, vector.model, *base_params, vector.vector, chunk_limit, limit]
+    return sql, [*nearest_params, limit]
 
 
 def semantic_fill_cte(vector: VectorQuery) -> Fragment:
@@ -214,11 +250,16 @@ def semantic_fill_cte(vector: VectorQuery) -> Fragment:
     candidate on both legs rather than scoring a missing leg as zero.
     """
     dims = int(vector.dimensions)
+    shift, join, shift_params = "", "", []
+    if vector.shifts is not None:
+        shift = f" - CASE WHEN {LANGUAGE_GROUPS[0]} THEN %s ELSE %s END"
+        join = " JOIN documents_document l ON l.id = c.document_id"
+        shift_params = list(vector.shifts)
     sql = f"""
     sem_fill AS (
         SELECT DISTINCT ON (c.document_id) c.document_id, c.id AS chunk_id,
-               1 - (c.embedding <=> %s::vector) AS score
-        FROM documents_chunk c
+               1 - (c.embedding <=> %s::vector){shift} AS score
+        FROM documents_chunk c{join}
         WHERE c.document_id IN (SELECT document_id FROM kw)
           AND c.document_id NOT IN (SELECT document_id FROM sem)
           AND vector_dims(c.embedding) = {dims} AND c.embedding_model = %s
@@ -229,7 +270,7 @@ def semantic_fill_cte(vector: VectorQuery) -> Fragment:
         UNION ALL
         SELECT document_id, chunk_id, score, NULL, 0 FROM sem_fill
     )"""
-    return sql, [vector.vector, vector.model, vector.vector]
+    return sql, [vector.vector, *shift_params, vector.model, vector.vector]
 
 
 def visible_chunks_query(vector: VectorQuery, *, base: Fragment) -> Fragment:
