@@ -12,6 +12,7 @@ sentence contains too little of it gets no answer rather than a guess.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -95,7 +96,12 @@ def scored_sentences(
     """Every sentence of the passages with its score, best first."""
     weights = {t: w for t, w in weights.items() if t not in QUESTION_WORDS}
     total = sum(weights.get(t, 0.0) for t in dict.fromkeys(question_terms))
-    spans = [(p, start, end) for p in passages for start, end in split_sentences(p.text)]
+    spans = [
+        (p, start, end)
+        for p in passages
+        for start, end in split_sentences(p.text)
+        if not is_heading(p.text[start:end])
+    ]
     if total <= 0 or not spans:
         return []
     sentence_terms = analyze_many([p.text[start:end] for p, start, end in spans])
@@ -105,7 +111,28 @@ def scored_sentences(
         covered = sum(w for t, w in weights.items() if t in present)
         score = covered / total / (1 + RANK_DECAY * passage.rank)
         scored.append(Extract(passage=passage, start=start, end=end, score=score))
-    return sorted(scored, key=lambda e: (-e.score, e.passage.rank, e.start))
+    # A tie goes to the better-ranked document, then to the earlier sentence
+    # in it (chunks overlap, so a sentence's place in its chunk says little).
+    return sorted(
+        scored, key=lambda e: (-e.score, e.passage.rank, e.passage.start_offset + e.start)
+    )
+
+
+#: Where a sentence ends (Korean statements end in 다/요 without a full stop too).
+_SENTENCE_END: Final = re.compile(
+    "[.!?\u3002\uff1f\uff01\u2026\ub2e4\uc694)\\]\"'\u201d\u2019]\\s*$"
+)
+#: A line this short without an ending is a heading, not an answer.
+HEADING_MAX_WORDS: Final = 6
+
+
+def is_heading(text: str) -> bool:
+    """A title line ("## Working From Abroad", "휴가 규정"): it names a topic and
+    holds the question's words, but never answers it."""
+    text = text.strip()
+    if text.startswith("#"):
+        return True
+    return len(text.split()) <= HEADING_MAX_WORDS and not _SENTENCE_END.search(text)
 
 
 def best_sentence(sentences: Sequence[Extract]) -> Extract | None:

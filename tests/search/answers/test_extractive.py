@@ -11,6 +11,7 @@ from search.answers.extractive import (
     Passage,
     best_sentence,
     idf_weights,
+    is_heading,
     scored_sentences,
 )
 
@@ -68,6 +69,21 @@ class TestBestSentence:
         extract = best_sentence(scored_sentences(terms, weights, [twin, VACATION]))
         assert extract is not None and extract.passage is VACATION
 
+    def test_a_tie_in_one_document_goes_to_the_earlier_sentence(self) -> None:
+        """Chunks overlap: the document's earlier sentence wins, wherever its chunk starts."""
+        first = Passage(6, 30, "Remote", "Staff may work remotely two days per week.", 100, 0)
+        later = Passage(7, 30, "Remote", "x. Remote days are logged every week.", 140, 0)
+        terms, weights = weights_for("remote days week")
+        extract = best_sentence(scored_sentences(terms, weights, [later, first]))
+        assert extract is not None and extract.passage is first
+
+    def test_a_heading_holding_the_questions_words_is_no_answer(self) -> None:
+        text = "## Working From Abroad\n\nEmployees may work abroad for 20 days a year."
+        passage = Passage(8, 31, "Remote", text, 0, 0)
+        terms, weights = weights_for("How long can I work from abroad?")
+        extract = best_sentence(scored_sentences(terms, weights, [passage]))
+        assert extract is not None and extract.text.startswith("Employees may work abroad")
+
     def test_an_endless_sentence_is_cut(self) -> None:
         """A "sentence" without a stop (a table row) is cut near MAX_SENTENCE_CHARS."""
         long = Passage(5, 20, "표", "연차 근속 최대 " + "가나다라 " * 200, 0, 0)
@@ -80,3 +96,16 @@ class TestBestSentence:
         assert scored_sentences([], {}, [VACATION]) == []
         terms, weights = weights_for("연차")
         assert best_sentence(scored_sentences(terms, weights, [])) is None
+
+
+class TestIsHeading:
+    def test_titles(self) -> None:
+        assert is_heading("## Working From Abroad")
+        assert is_heading("휴가 규정")
+        assert is_heading("Hybrid Schedule")
+
+    def test_sentences(self) -> None:
+        assert not is_heading("연차는 최대 25일입니다.")
+        assert not is_heading("3년 이상 근속하면 연차가 늘어난다")
+        assert not is_heading("Staff may work remotely.")
+        assert not is_heading("This line has more than six words but no full stop")
