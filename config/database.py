@@ -13,11 +13,16 @@ import contextlib
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import dj_database_url
 
 logger = logging.getLogger(__name__)
+
+
+#: Seconds to wait for a replica to accept a connection: a replica that is
+#: down must cost a request little, since the primary can answer instead.
+REPLICA_CONNECT_TIMEOUT: Final = 2
 
 
 def database_settings(
@@ -29,6 +34,29 @@ def database_settings(
     else:
         config = _embedded_database(data_dir=embedded_data, name=name)
         config["CONN_MAX_AGE"] = conn_max_age
+    return _with_connection_options(config, conn_max_age=conn_max_age)
+
+
+def replica_settings(*, urls: list[str], conn_max_age: int) -> dict[str, dict[str, Any]]:
+    """Return ``DATABASES`` entries ``replica_0``, ``replica_1``, ... for read replicas.
+
+    Each gets the default's connection handling plus a short
+    ``connect_timeout`` (unless its URL sets one). In tests a replica mirrors
+    the default database instead of getting a test database of its own.
+    """
+    replicas: dict[str, dict[str, Any]] = {}
+    for index, url in enumerate(urls):
+        config = _with_connection_options(
+            dict(dj_database_url.parse(url, conn_max_age=conn_max_age)),
+            conn_max_age=conn_max_age,
+        )
+        config["OPTIONS"].setdefault("connect_timeout", REPLICA_CONNECT_TIMEOUT)
+        config["TEST"] = {"MIRROR": "default"}
+        replicas[f"replica_{index}"] = config
+    return replicas
+
+
+def _with_connection_options(config: dict[str, Any], *, conn_max_age: int) -> dict[str, Any]:
     config.setdefault("OPTIONS", {})
     config["CONN_HEALTH_CHECKS"] = conn_max_age > 0
     return config

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from config.database import database_settings
+from config.database import database_settings, replica_settings
 from config.env import (
     ImproperlyConfiguredEnv,
     env_bool,
@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "config.middleware.LoginRequiredMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
+    # Last: it sees the resolved view (process_view) of the request.
+    "config.routers.ReplicaMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -89,17 +91,40 @@ TEMPLATES = [
 ]
 
 # ---------------------------------------------------------------------------
-# Database: DATABASE_URL, or the embedded PostgreSQL under var/pgdata
+# Database: DATABASE_URL, or the embedded PostgreSQL under var/pgdata, and
+# optional read replicas (DATABASE_REPLICA_URLS) for the search reads
 # ---------------------------------------------------------------------------
+_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES = {
     "default": database_settings(
         url=env_str("DATABASE_URL"),
         embedded_data=env_path("EMBEDDED_PG_DATA", VAR_DIR / "pgdata"),
         name=env_str("DATABASE_NAME", "docsearch"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-    )
+        conn_max_age=_CONN_MAX_AGE,
+    ),
+    **replica_settings(urls=env_list("DATABASE_REPLICA_URLS"), conn_max_age=_CONN_MAX_AGE),
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Writes, migrations, the admin, commands and Celery tasks use the primary;
+# config.routers.ReplicaMiddleware lets the views below read the models of
+# the apps below from a replica (see config/routers.py).
+DATABASE_ROUTERS = ["config.routers.ReplicaRouter"]
+# A replica further behind the primary than this (seconds) is skipped.
+DATABASE_REPLICA_MAX_LAG = env_float("DATABASE_REPLICA_MAX_LAG", 10.0)
+# After a write request (POST...) its browser reads from the primary this
+# long (a signed cookie), so that it sees what it just wrote; 0 turns it off.
+DATABASE_REPLICA_PIN_SECONDS = env_int("DATABASE_REPLICA_PIN_SECONDS", 5, minimum=0)
+DATABASE_REPLICA_VIEWS = [
+    "search:search",
+    "search:document",
+    "search:api_search",
+    "search:api_document",
+    "search:api_related",
+    "search:api_answer",
+]
+# The search views also write (query logs, clicks) and read back what they
+# wrote (a click's search): only the documents' tables are read from replicas.
+DATABASE_REPLICA_APPS = ["documents"]
 
 # ---------------------------------------------------------------------------
 # Auth, i18n, static and media files

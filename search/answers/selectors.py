@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from django.db import connection
-
+from config.routers import read_connection
 from documents.analysis import detect_language
 from search.answers.extractive import (
     Extract,
@@ -110,7 +109,7 @@ def answer_passages(
         return []
     ranks = {hit.document_id: rank for rank, hit in enumerate(hits)}
     tsquery = " | ".join(f"'{term}'" for term in parsed.terms) or "''"
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """
             SELECT c.id, c.document_id, d.title, c.text, c.start_offset
@@ -157,7 +156,7 @@ def question_weights(parsed: ParsedQuery, *, user: User | None) -> dict[str, flo
     if not terms:
         return {}
     base_sql, params = base_query(visible_documents(user, SearchFilters()))
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT count(*) FROM ({base_sql}) v),"
             " coalesce(json_object_agg(t.term, t.n), '{}'::json) FROM ("

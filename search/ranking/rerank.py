@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection
+
+from config.routers import read_connection
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -124,7 +125,7 @@ def rerank_hits(
 
 def _passages(hits: Sequence[SearchHit]) -> dict[int, str]:
     """Title and passage per hit's document: its matched chunk or its first."""
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """
             SELECT d.id, d.title, coalesce(c.text, substr(d.text, 1, %s))

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connection
 from django.db.models.functions import Substr
 
+from config.routers import read_connection
 from documents.models import Document
 from search.ranking.backends import SearchFilters, SearchHit, SearchMode, get_search_backend
 from search.ranking.backends.sql import base_cte
@@ -204,7 +204,7 @@ def _keyword_passages(
     if not terms:
         return {}
     tsquery = " | ".join(f"'{term}'" for term in terms)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             """
             SELECT DISTINCT ON (c.document_id) c.document_id, c.text,
@@ -223,7 +223,7 @@ def _keyword_passages(
 def _chunk_texts(chunk_ids: list[int]) -> dict[int, str]:
     if not chunk_ids:
         return {}
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute("SELECT id, text FROM documents_chunk WHERE id = ANY(%s)", [chunk_ids])
         return dict(cursor.fetchall())
 
@@ -235,7 +235,7 @@ def title_suggestions(
     if not text.strip():
         return []
     base_sql, params = base_cte(queryset)
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(
             f"""
             WITH {base_sql}

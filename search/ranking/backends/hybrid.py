@@ -7,8 +7,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connection, transaction
 
+from config.routers import read_cursor
 from documents.analysis import detect_language
 from documents.selectors import search_embedder
 from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
@@ -136,7 +136,7 @@ class HybridBackend(SearchBackend):
             semantic_fill_cte(vector),
             select=(select_sql, select_params),
         )
-        with transaction.atomic(), connection.cursor() as cursor:
+        with read_cursor(atomic=True) as cursor:
             set_hnsw_options(cursor)
             cursor.execute(sql, params)
             return cursor.fetchall()

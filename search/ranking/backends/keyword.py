@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from django.db import connection
-
+from config.routers import read_connection
 from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
 from search.ranking.backends.sql import base_cte, compose, keyword_ctes
 
@@ -31,7 +30,7 @@ class KeywordBackend(SearchBackend):
             keyword_ctes(query, limit=limit),
             select=("SELECT document_id, score, rank, total FROM kw ORDER BY rank", []),
         )
-        with connection.cursor() as cursor:
+        with read_connection().cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         hits = [
