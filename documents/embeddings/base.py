@@ -51,6 +51,12 @@ class EmbeddingProvider(ABC):
     #: Libovicky et al. (2020), "On the Language Neutrality of Pre-trained
     #: Multilingual Representations", lets the other language compete.
     language_centering: ClassVar[float] = 0.0
+    #: Rank related documents by the cosine of their embeddings less the
+    #: collection's mean (``search.ranking.centroids.collection_mean``): a
+    #: model whose vectors share one large component (anisotropy, Mu and
+    #: Viswanath 2018, "All-but-the-Top") ranks neighbours by that
+    #: component's noise otherwise.
+    related_centering: ClassVar[bool] = False
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> Vectors:

@@ -18,13 +18,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-from django.db import connection, transaction
 from django.db.models import Func, IntegerField
 from django.utils.text import Truncator
 from pgvector import Vector
 
-from documents.embeddings import duplicate_threshold_for
+from config.routers import read_cursor
+from documents.embeddings import duplicate_threshold_for, related_centering_for
 from documents.models import Document
+from search.ranking import centroids
 from search.ranking.backends.semantic import set_hnsw_options
 from search.ranking.backends.sql import Fragment, base_cte
 
@@ -93,6 +94,18 @@ class _Source:
     model: str
     #: The model's near-copy cosine (the renderer puts an argument there).
     threshold: Any
+    #: The collection's mean document vector when the model ranks by centred
+    #: cosine (``related_centering``); None ranks by plain cosine.
+    centre: np.ndarray | None = None
+
+    def centring(self) -> tuple[Vector, float, float, float] | None:
+        """The mean, the source's dot with it, its square and the centred source's norm."""
+        if self.centre is None:
+            return None
+        source = np.asarray(self.vector.to_numpy(), dtype=np.float32)
+        s_mu, mu_mu = float(source @ self.centre), float(self.centre @ self.centre)
+        norm = max(1.0 - 2.0 * s_mu + mu_mu, 1e-9) ** 0.5
+        return Vector(self.centre), s_mu, mu_mu, norm
 
 
 def related_documents(
@@ -146,12 +159,16 @@ def _source(visible: QuerySet[Document], document_id: int) -> _Source | None:
     )
     if row is None:
         return None
+    dimensions, model = int(row[1]), row[2]
     return _Source(
         document_id=document_id,
         vector=Vector(np.asarray(row[0], dtype=np.float32)),
-        dimensions=int(row[1]),
-        model=row[2],
-        threshold=duplicate_threshold_for(row[2]),
+        dimensions=dimensions,
+        model=model,
+        threshold=duplicate_threshold_for(model),
+        centre=centroids.collection_mean(model, dimensions)
+        if related_centering_for(model)
+        else None,
     )
 
 
@@ -179,7 +196,7 @@ def _rank(
     sql, params = _statement(
         source, visible, method=method, k=k, candidates=candidates, exact=exact
     )
-    with transaction.atomic(), connection.cursor() as cursor:
+    with read_cursor(atomic=True) as cursor:
         set_hnsw_options(cursor)
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -230,15 +247,17 @@ def _statement(
     params += [source.model, source.document_id, source.vector, candidates]
     if chunk_leg:
         params += [source.model, source.document_id, candidates, candidates]
-    params += [
-        source.model,
-        source.vector,
-        source.threshold,
-        source.threshold,
-        k,
-        MAX_DUPLICATES,
-        k,
-    ]
+    params += [source.model, source.vector]
+    dot_centre, doc_sim = "0", "s.raw_sim"
+    if (centring := source.centring()) is not None:
+        # cos(s - m, d - m) for unit s, d: (s.d - s.m - d.m + m.m) / (|s - m| |d - m|).
+        centre, s_mu, mu_mu, norm = centring
+        dot_centre = f"-(d.embedding::vector({d}) <#> %s::vector({d}))"
+        doc_sim = (
+            "(s.raw_sim - %s - s.d_mu + %s) / (%s * sqrt(greatest(1 - 2 * s.d_mu + %s, 1e-9)))"
+        )
+        params += [centre, s_mu, mu_mu, norm, mu_mu]
+    params += [source.threshold, source.threshold, k, MAX_DUPLICATES, k]
     sql = f"""
     WITH {base_sql},
     src AS MATERIALIZED (
@@ -267,16 +286,18 @@ def _statement(
     ),
     scored AS (
         SELECT d.id AS document_id, d.title, p.source_text, p.chunk_id,
-               1 - (d.embedding::vector({d}) <=> %s::vector({d})) AS doc_sim,
+               1 - (d.embedding::vector({d}) <=> %s::vector({d})) AS raw_sim,
+               {dot_centre} AS d_mu,
                1 - p.dist AS chunk_sim
         FROM cand JOIN documents_document d ON d.id = cand.document_id
         LEFT JOIN pairs p ON p.document_id = d.id
     ),
+    centred AS (SELECT s.*, {doc_sim} AS doc_sim FROM scored s),
     kept AS (
-        SELECT s.*, {_SCORES[method]} AS score, s.doc_sim >= %s AS is_duplicate,
-               row_number() OVER (PARTITION BY s.doc_sim >= %s
+        SELECT s.*, {_SCORES[method]} AS score, s.raw_sim >= %s AS is_duplicate,
+               row_number() OVER (PARTITION BY s.raw_sim >= %s
                                   ORDER BY {_SCORES[method]} DESC, s.document_id) AS n
-        FROM scored s
+        FROM centred s
     )
     SELECT k.document_id, k.title, k.score, k.is_duplicate, k.source_text,
            left(c.text, {PASSAGE_CHARS * 2}), (SELECT count(*) FROM doc_nn)

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
 from pgvector import Vector
 
+from config.routers import read_connection, read_cursor
 from documents.selectors import search_embedder
+from search.ranking import centroids
 from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
 from search.ranking.backends.sql import (
     VectorQuery,
@@ -73,63 +74,6 @@ def embed_query(text: str) -> tuple[VectorQuery, float]:
     return cached, (time.perf_counter() - started) * 1000
 
 
-#: Fewest chunks of a language group whose mean is trusted as that
-#: language's direction (fewer, and the mean is one document's topic).
-CENTROID_MIN_CHUNKS: Final = 50
-#: Seconds a process keeps the language means before reading them again.
-CENTROID_TTL_S: Final = 300.0
-_centroids: dict[tuple[str, str, int], tuple[float, dict[bool, np.ndarray]]] = {}
-_centroids_lock = threading.Lock()
-
-
-def language_centroids(model: str, dimensions: int) -> dict[bool, np.ndarray]:
-    """Mean chunk vector of English documents (True) and of the rest (False).
-
-    Only documents every staff member may see (no groups) are averaged, so a
-    restricted document cannot move anyone's ranking. A group with fewer
-    than ``CENTROID_MIN_CHUNKS`` chunks is left out. Cached per process for
-    ``CENTROID_TTL_S`` seconds.
-    """
-    key = (str(connection.settings_dict["NAME"]), model, dimensions)
-    now = time.monotonic()
-    with _centroids_lock:
-        cached = _centroids.get(key)
-    if cached is not None and now - cached[0] < CENTROID_TTL_S:
-        return cached[1]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT d.language = 'en', avg(c.embedding::vector({dimensions})), count(*)
-            FROM documents_chunk c JOIN documents_document d ON d.id = c.document_id
-            WHERE c.embedding_model = %s AND vector_dims(c.embedding) = {dimensions}
-              AND NOT EXISTS (
-                  SELECT 1 FROM documents_document_groups g WHERE g.document_id = d.id)
-            GROUP BY 1
-            """,
-            [model],
-        )
-        rows = cursor.fetchall()
-    means = {
-        bool(english): _as_array(mean)
-        for english, mean, count in rows
-        if count >= CENTROID_MIN_CHUNKS
-    }
-    with _centroids_lock:
-        _centroids[key] = (now, means)
-    return means
-
-
-def _as_array(value: Any) -> np.ndarray:
-    """A pgvector value as numpy, whether the driver decoded it or not."""
-    vector = value if isinstance(value, Vector) else Vector.from_text(str(value))
-    return np.asarray(vector.to_numpy(), dtype=np.float32)
-
-
-def forget_language_centroids() -> None:
-    with _centroids_lock:
-        _centroids.clear()
-
-
 def with_language_shifts(vector: VectorQuery) -> VectorQuery:
     """``vector`` with the distance shifts of its language groups, if it needs them.
 
@@ -144,7 +88,7 @@ def with_language_shifts(vector: VectorQuery) -> VectorQuery:
     centering = float(search_embedder().language_centering)
     if centering <= 0:
         return vector
-    means = language_centroids(vector.model, vector.dimensions)
+    means = centroids.language_centroids(vector.model, vector.dimensions)
     if len(means) < 2:
         return dataclasses.replace(vector, shifts=None)
     query = np.asarray(vector.vector.to_numpy(), dtype=np.float32)
@@ -186,7 +130,7 @@ def exact_scan_needed(
     """
     if scanned >= wanted:
         return False
-    with connection.cursor() as cursor:
+    with read_connection().cursor() as cursor:
         cursor.execute(*visible_chunks_query(vector, base=base_query(queryset, query)))
         (visible,) = cursor.fetchone()
     return scanned < visible
@@ -253,7 +197,7 @@ class SemanticBackend(SearchBackend):
                 [],
             ),
         )
-        with transaction.atomic(), connection.cursor() as cursor:
+        with read_cursor(atomic=True) as cursor:
             set_hnsw_options(cursor)
             cursor.execute(sql, params)
             rows = cursor.fetchall()

@@ -17,6 +17,7 @@ import pytest
 
 from documents.embeddings import EmbeddingProvider, set_embedder
 from documents.selectors import forget_search_model
+from search.ranking import centroids
 from search.ranking.backends import semantic
 from search.ranking.backends.semantic import embed_query, with_language_shifts
 from search.ranking.selectors import search_hits
@@ -68,11 +69,11 @@ def biased(monkeypatch: pytest.MonkeyPatch) -> Iterator[LanguageBiasedProvider]:
     provider = LanguageBiasedProvider()
     set_embedder(provider)
     forget_search_model()
-    semantic.forget_language_centroids()
+    centroids.forget()
     semantic.clear_query_cache()
-    monkeypatch.setattr(semantic, "CENTROID_MIN_CHUNKS", 3)
+    monkeypatch.setattr(centroids, "MIN_LANGUAGE_CHUNKS", 3)
     yield provider
-    semantic.forget_language_centroids()
+    centroids.forget()
     semantic.clear_query_cache()
 
 
@@ -140,7 +141,7 @@ class TestLanguageCentering:
             make_document(f"Secret {i}", "vacation report", groups=[hr_group])
         vector, _ = embed_query("집 근무")
         assert with_language_shifts(vector).shifts is None
-        semantic.forget_language_centroids()
+        centroids.forget()
         _english_fillers(4)
         shifts = with_language_shifts(vector).shifts
         assert shifts is not None
