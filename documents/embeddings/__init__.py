@@ -44,10 +44,11 @@ __all__ = [
     "Vectors",
     "create_embedder",
     "duplicate_threshold_for",
-    "related_centering_for",
     "embedder_for_model",
     "get_embedder",
+    "language_centering_for",
     "normalise",
+    "related_centering_for",
     "reset_embedder",
     "set_embedder",
 ]
@@ -148,6 +149,11 @@ def _model_class(name: str) -> EmbeddingProvider | type[EmbeddingProvider]:
 def duplicate_threshold_for(name: str) -> float:
     """The near-copy cosine of the model ``name``, without loading it."""
     return float(_model_class(name).duplicate_threshold)
+
+
+def language_centering_for(name: str) -> float:
+    """How much of each language's mean the model ``name`` takes out (0: none)."""
+    return float(_model_class(name).language_centering)
 
 
 def related_centering_for(name: str) -> bool:

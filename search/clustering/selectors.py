@@ -16,8 +16,9 @@ import numpy as np
 from django.db.models import Count, Q, TextField, Value
 from django.db.models.functions import Concat, Left
 
+from documents.embeddings import language_centering_for
 from documents.models import Document
-from search.clustering.algorithms import Drift, compare_memberships
+from search.clustering.algorithms import Drift, centre_by_language, compare_memberships
 from search.clustering.models import Cluster, ClusteringRun, ClusterMembership
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def clustering_inputs(*, run: ClusteringRun) -> ClusteringInputs:
             "pk",
             Left(Concat("title", Value("\n"), "text", output_field=TextField()), LABEL_TEXT_CHARS),
             "embedding",
+            "language",
         )
     )
     _check_size(run, len(rows))
@@ -86,6 +88,8 @@ def clustering_inputs(*, run: ClusteringRun) -> ClusteringInputs:
         raise ClusteringError(
             f"Embeddings of model {model} have different sizes; re-embed the documents."
         ) from None
+    if language_centering_for(model) > 0:
+        vectors = centre_by_language(vectors, np.asarray([row[3] == "en" for row in rows]))
     return ClusteringInputs(
         document_ids=[row[0] for row in rows],
         texts=[row[1] for row in rows],

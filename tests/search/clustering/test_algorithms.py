@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from search.clustering import algorithms as clustering
-from search.clustering.algorithms import DriftKind
+from search.clustering.algorithms import DriftKind, centre_by_language
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +183,20 @@ class TestDrift:
         drift = clustering.compare_memberships(previous, current)
         assert [d.kind for d in drift] == [DriftKind.STABLE] * 3
         assert all(d.jaccard == 1.0 for d in drift)
+
+
+class TestCentreByLanguage:
+    def test_each_language_loses_its_own_mean(self) -> None:
+        rng = np.random.default_rng(0)
+        english = np.array([True] * 4 + [False] * 5)
+        vectors = rng.normal(size=(9, 6)).astype(np.float32) + np.where(english, 3.0, -3.0)[:, None]
+        centred = centre_by_language(vectors, english)
+        np.testing.assert_allclose(centred[english].mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(centred[~english].mean(axis=0), 0, atol=1e-5)
+        # Within a language the differences are kept.
+        np.testing.assert_allclose(centred[1] - centred[0], vectors[1] - vectors[0], atol=1e-5)
+
+    def test_a_language_of_few_documents_is_left_alone(self) -> None:
+        vectors = np.eye(5, dtype=np.float32)
+        english = np.array([True, True, False, False, False])
+        np.testing.assert_array_equal(centre_by_language(vectors, english), vectors)
