@@ -10,8 +10,9 @@ the search page and the JSON API with queries about the demo corpus. Set
 ``SEARCH_RATE_LIMIT=0`` on the server, or the limiter answers most of these
 with 429 (which counts as a failure here).
 
-``LOAD_SAMPLES`` names a file that receives every search's response time in
-milliseconds (JSON) when locust quits, so the test can compute exact
+``LOAD_SAMPLES`` names a file that receives every successful search's
+response time in milliseconds, by endpoint (JSON: ``{"/search/": [...],
+"/api/search": [...]}``) when locust quits, so the test can compute exact
 percentiles (locust's own are rounded to two significant digits).
 """
 
@@ -63,13 +64,13 @@ QUERIES: Final = [
 SEARCH_PAGE: Final = "/search/"
 SEARCH_API: Final = "/api/search"
 
-_samples: list[float] = []
+_samples: dict[str, list[float]] = {SEARCH_PAGE: [], SEARCH_API: []}
 
 
 @events.request.add_listener
 def _record(request_type: str, name: str, response_time: float, **kwargs: Any) -> None:
-    if name in (SEARCH_PAGE, SEARCH_API) and kwargs.get("exception") is None:
-        _samples.append(response_time)
+    if name in _samples and kwargs.get("exception") is None:
+        _samples[name].append(response_time)
 
 
 @events.quitting.add_listener

@@ -5,7 +5,8 @@ database of its own (``docsearch_stress`` on the embedded server), so the
 users' database is never touched:
 
 1. migrate, create the ``loadtest`` login, import ``documents/demo_corpus``
-   with the configured embedder (the real all-MiniLM-L6-v2 by default);
+   with the configured embedder (``EMBEDDING_PROVIDER``, a real model by
+   default);
 2. start gunicorn (2 workers x 4 threads) with the search and login rate
    limits off (``SEARCH_RATE_LIMIT=0`` and friends; otherwise a load test
    measures the limiter);
@@ -13,7 +14,9 @@ users' database is never touched:
 4. run locust headless for a minute: 20 users sign in once, then alternate
    hybrid searches on the page and the JSON API.
 
-The numbers go to ``test-artifacts/load.json``.
+The numbers go to ``test-artifacts/load.json``, also when the test fails
+(then what was measured until it stopped); ``make stress`` prints them as a
+table at the end (``conftest.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -35,15 +37,16 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 import requests
 
+from tests.stress.artifacts import LOAD, percentile, stopped_by, write_figures
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping
 
 pytestmark = pytest.mark.stress
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 BIN: Final = Path(sys.executable).parent
 LOCUSTFILE: Final = Path(__file__).with_name("locustfile.py")
-ARTIFACTS: Final = ROOT / "test-artifacts"
 DATABASE: Final = "docsearch_stress"
 USERNAME: Final = "loadtest"
 PASSWORD: Final = "load-test-password-2026"
@@ -67,9 +70,12 @@ user.save()
 """
 COUNT_DOCUMENTS: Final = """
 import json
-from documents.models import Document
+from django.conf import settings
+from documents.models import Chunk, Document
 print(json.dumps({"total": Document.objects.count(),
-                  "ready": Document.objects.filter(status=Document.Status.READY).count()}))
+                  "ready": Document.objects.filter(status=Document.Status.READY).count(),
+                  "provider": settings.EMBEDDING_PROVIDER,
+                  "models": sorted(set(Chunk.objects.values_list("embedding_model", flat=True)))}))
 """
 
 
@@ -88,10 +94,6 @@ def search_queries() -> list[str]:
         ):
             return list(ast.literal_eval(node.value))
     raise AssertionError(f"No QUERIES list in {LOCUSTFILE}")
-
-
-def percentile(samples: Sequence[float], pct: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
 
 
 class Deadline:
@@ -145,8 +147,12 @@ def manage(*args: str, env: dict[str, str], deadline: Deadline) -> str:
     return result.stdout
 
 
-def prepare_database(env: dict[str, str], deadline: Deadline) -> int:
-    """Migrate, create the login and import the demo corpus; return its size."""
+def prepare_database(env: dict[str, str], deadline: Deadline) -> dict[str, Any]:
+    """Migrate, create the login and import the demo corpus; return its counts.
+
+    That is the documents (``total``, ``ready``), the configured provider and
+    the models its chunks were embedded with.
+    """
     manage("migrate", "--noinput", env=env, deadline=deadline)
     manage("shell", "-c", CREATE_USER, env=env, deadline=deadline)
     manage(
@@ -162,7 +168,7 @@ def prepare_database(env: dict[str, str], deadline: Deadline) -> int:
     counts = json.loads(output.strip().splitlines()[-1])  # After the shell's own notice.
     assert counts["total"] >= 30, counts
     assert counts["ready"] == counts["total"], counts
-    return int(counts["total"])
+    return dict(counts)
 
 
 def free_port() -> int:
@@ -237,9 +243,11 @@ def logged_in_session(base: str) -> requests.Session:
     return session
 
 
-def sequential_latencies(session: requests.Session, base: str, queries: list[str]) -> list[float]:
-    """Time the search mix one request at a time (after a warm-up); milliseconds."""
-    latencies: list[float] = []
+def sequential_latencies(
+    session: requests.Session, base: str, queries: list[str]
+) -> list[tuple[str, float]]:
+    """Time the search mix one request at a time (after a warm-up): (path, milliseconds)."""
+    latencies: list[tuple[str, float]] = []
     for i in range(WARM_UP_REQUESTS + BASELINE_REQUESTS):
         path = "/search/" if i % 2 == 0 else "/api/search"
         params = {"q": queries[i % len(queries)], "mode": "hybrid"}
@@ -250,7 +258,7 @@ def sequential_latencies(session: requests.Session, base: str, queries: list[str
         elapsed = (time.perf_counter() - start) * 1000
         assert response.status_code == 200, (response.status_code, response.text[:300])
         if i >= WARM_UP_REQUESTS:
-            latencies.append(elapsed)
+            latencies.append((path, elapsed))
     return latencies
 
 
@@ -294,74 +302,170 @@ def run_locust(base: str, out: Path, deadline: Deadline) -> subprocess.Completed
 
 def locust_rows(out: Path) -> dict[str, dict[str, Any]]:
     with (out / "load_stats.csv").open(encoding="utf-8", newline="") as stats:
-        return {row["Name"]: row for row in csv.DictReader(stats)}
+        rows = {row["Name"]: row for row in csv.DictReader(stats)}
+    if "Aggregated" not in rows:
+        raise KeyError("load_stats.csv has no Aggregated row")
+    return rows
+
+
+def _number(cell: str) -> float | None:
+    """A locust CSV cell as a number (its percentiles read "N/A" without requests)."""
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def endpoint_figures(
+    rows: Mapping[str, Mapping[str, str]], samples: Mapping[str, list[float]]
+) -> list[dict[str, Any]]:
+    """Per locust request name, then all together: requests, req/s, p50/p95 ms, errors.
+
+    The searches' percentiles are exact (from ``samples``, by endpoint);
+    the login's and the total's are locust's, to two significant digits.
+    """
+    figures: list[dict[str, Any]] = []
+    for name, row in rows.items():
+        timings = samples.get(name, [])
+        exact = len(timings) >= 2
+        figures.append(
+            {
+                "name": "all (locust)" if name == "Aggregated" else name,
+                "mode": "hybrid" if name in samples else "-",
+                "requests": int(row["Request Count"]),
+                "failures": int(row["Failure Count"]),
+                "rps": round(float(row["Requests/s"]), 1),
+                "p50_ms": percentile(timings, 50) if exact else _number(row["50%"]),
+                "p95_ms": percentile(timings, 95) if exact else _number(row["95%"]),
+                "percentiles": "exact" if exact else "locust",
+            }
+        )
+    return figures
+
+
+def baseline_figures(baseline: list[tuple[str, float]]) -> list[dict[str, Any]]:
+    """The sequential searches per path, then both: one client, no other load."""
+    groups: dict[str, list[float]] = {}
+    for path, ms in baseline:
+        groups.setdefault(path, []).append(ms)
+    groups["both"] = [ms for _, ms in baseline]
+    return [
+        {
+            "name": name,
+            "mode": "hybrid",
+            "requests": len(timings),
+            "failures": 0,  # sequential_latencies asserts every answer.
+            "rps": round(len(timings) / (sum(timings) / 1000), 1) if timings else None,
+            "p50_ms": percentile(timings, 50),
+            "p95_ms": percentile(timings, 95),
+        }
+        for name, timings in groups.items()
+    ]
+
+
+def locust_figures(out: Path, result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """What locust measured: per endpoint (see ``endpoint_figures``) and in total."""
+    try:
+        rows = locust_rows(out)
+    except (OSError, KeyError) as exc:
+        output = (result.stdout + result.stderr)[-4000:]
+        pytest.fail(f"locust (exit {result.returncode}) left no statistics ({exc}):\n{output}")
+    samples_file = out / "samples.json"
+    by_endpoint: dict[str, list[float]] = (
+        json.loads(samples_file.read_text(encoding="utf-8")) if samples_file.exists() else {}
+    )
+    samples = [ms for timings in by_endpoint.values() for ms in timings]
+    total = rows["Aggregated"]
+    return {
+        "endpoints": endpoint_figures(rows, by_endpoint),
+        "requests": int(total["Request Count"]),
+        "failures": int(total["Failure Count"]),
+        "throughput_rps": round(float(total["Requests/s"]), 1),
+        "search_requests": len(samples),
+        "search_throughput_rps": round(
+            sum(float(rows[name]["Requests/s"]) for name in by_endpoint if name in rows), 1
+        ),
+        "p50_ms": percentile(samples, 50),
+        "p95_ms": percentile(samples, 95),
+        "p99_ms": percentile(samples, 99),
+    }
 
 
 def test_hybrid_search_under_load(tmp_path: Path) -> None:
     """Twenty users searching at once get no errors, and the numbers are recorded."""
     env = server_env()
     queries = search_queries()
-    phases: dict[str, float] = {"started": time.monotonic()}
-    documents = prepare_database(env, Deadline(PREPARE_BUDGET_S, what="Preparing the database"))
-    phases["prepare"] = time.monotonic()
-    deadline = Deadline(MEASURE_BUDGET_S, what="Measuring")
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "gunicorn.log"
-    server = start_gunicorn(env, port, log)
-    try:
-        wait_until_up(base, server, log)
-        phases["server_start"] = time.monotonic()
-        # Other work on the machine skews every number; record how busy it was.
-        load_average = os.getloadavg()[0]
-        baseline = sequential_latencies(logged_in_session(base), base, queries)
-        phases["no_load"] = time.monotonic()
-        result = run_locust(base, tmp_path, deadline)
-        phases["locust"] = time.monotonic()
-    finally:
-        stop(server)
-
-    summary = result.stdout + result.stderr
-    rows = locust_rows(tmp_path)
-    total = rows["Aggregated"]
-    failures = int(total["Failure Count"])
-    samples = json.loads((tmp_path / "samples.json").read_text(encoding="utf-8"))
-    assert len(samples) >= 100, summary[-4000:]
-
-    numbers = {
+    numbers: dict[str, Any] = {
         "users": USERS,
         "spawn_rate": SPAWN_RATE,
         "duration_s": DURATION_S,
         "gunicorn": "2 workers x 4 threads",
         "cpu_count": os.cpu_count(),
-        "load_average_before": round(load_average, 2),
-        "documents": documents,
-        "embedding_provider": env.get("EMBEDDING_PROVIDER", "sentence-transformers"),
-        "requests": int(total["Request Count"]),
-        "failures": failures,
-        "throughput_rps": round(float(total["Requests/s"]), 1),
-        "search_requests": len(samples),
-        "search_throughput_rps": round(
-            sum(float(rows[name]["Requests/s"]) for name in ("/search/", "/api/search")), 1
-        ),
-        "p50_ms": round(percentile(samples, 50), 1),
-        "p95_ms": round(percentile(samples, 95), 1),
-        "p99_ms": round(percentile(samples, 99), 1),
-        "no_load_requests": len(baseline),
-        "no_load_p50_ms": round(percentile(baseline, 50), 1),
-        "no_load_p95_ms": round(percentile(baseline, 95), 1),
-        "phase_seconds": {
-            name: round(end - start, 1) for (_, start), (name, end) in pairwise(phases.items())
-        },
     }
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "load.json").write_text(json.dumps(numbers, indent=2) + "\n", encoding="utf-8")
+    phases: dict[str, float] = {"started": time.monotonic()}
+    try:
+        counts = prepare_database(env, Deadline(PREPARE_BUDGET_S, what="Preparing the database"))
+        numbers.update(
+            documents=counts["total"],
+            embedding_provider=counts["provider"],
+            embedding_models=counts["models"],
+        )
+        phases["prepare"] = time.monotonic()
+        result = measure(env, queries, tmp_path, numbers, phases)
+        summary = result.stdout + result.stderr
+        numbers.update(locust_figures(tmp_path, result))
+    except BaseException as exc:
+        numbers["stopped_by"] = stopped_by(exc)
+        raise
+    finally:
+        numbers["phase_seconds"] = {
+            name: round(end - start, 1) for (_, start), (name, end) in pairwise(phases.items())
+        }
+        write_figures(LOAD, numbers)
     print(
         f"\n{summary[-3000:]}\n{json.dumps(numbers)}\n"
         f"Under load ({USERS} users): {numbers['throughput_rps']} req/s, "
         f"p50 {numbers['p50_ms']} ms, p95 {numbers['p95_ms']} ms; "
         f"no load: p95 {numbers['no_load_p95_ms']} ms"
     )
-    assert failures == 0, f"{failures} failed requests:\n{summary[-4000:]}"
+    assert numbers["search_requests"] >= 100, summary[-4000:]
+    assert numbers["failures"] == 0, f"{numbers['failures']} failed requests:\n{summary[-4000:]}"
     assert result.returncode == 0, summary[-4000:]
+
+
+def measure(
+    env: dict[str, str],
+    queries: list[str],
+    out: Path,
+    numbers: dict[str, Any],
+    phases: dict[str, float],
+) -> subprocess.CompletedProcess[str]:
+    """Serve, time the searches with no load, then run locust; return its run.
+
+    The baseline goes into ``numbers`` and each phase's end into ``phases``
+    as soon as it is measured, so a later failure leaves them recorded.
+    """
+    deadline = Deadline(MEASURE_BUDGET_S, what="Measuring")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = out / "gunicorn.log"
+    server = start_gunicorn(env, port, log)
+    try:
+        wait_until_up(base, server, log)
+        phases["server_start"] = time.monotonic()
+        # Other work on the machine skews every number; record how busy it was.
+        numbers["load_average_before"] = round(os.getloadavg()[0], 2)
+        baseline = sequential_latencies(logged_in_session(base), base, queries)
+        timings = [ms for _, ms in baseline]
+        numbers.update(
+            no_load=baseline_figures(baseline),
+            no_load_requests=len(timings),
+            no_load_p50_ms=percentile(timings, 50),
+            no_load_p95_ms=percentile(timings, 95),
+        )
+        phases["no_load"] = time.monotonic()
+        result = run_locust(base, out, deadline)
+        phases["locust"] = time.monotonic()
+    finally:
+        stop(server)
+    return result
