@@ -226,6 +226,16 @@ SEARCH_FUSION = env_str("SEARCH_FUSION", "convex")
 SEARCH_SEMANTIC_WEIGHT = (
     env_float("SEARCH_SEMANTIC_WEIGHT", 0.0) if env_str("SEARCH_SEMANTIC_WEIGHT") else None
 )
+# Keyword pruning: a query term found in more visible documents than this
+# generates no candidates; it only adds its score to documents that rarer
+# query terms found (search.ranking.backends.sql). 0 reads every posting.
+SEARCH_KEYWORD_COMMON_POSTINGS = env_int("SEARCH_KEYWORD_COMMON_POSTINGS", 5000, minimum=0)
+# ...and than this share of them, so that pruning keeps its exactness as the
+# collection grows (measured: 10% leaves every evaluation score unchanged).
+SEARCH_KEYWORD_COMMON_SHARE = env_float("SEARCH_KEYWORD_COMMON_SHARE", 0.1)
+# The cast of semantic queries: "vector" (float4) or "halfvec" (float2, the
+# half-size HNSW indexes of migration documents.0007).
+SEARCH_VECTOR_TYPE = env_str("SEARCH_VECTOR_TYPE", "vector")
 
 # Re-ranking: a local sentence-transformers CrossEncoder directory (none is
 # bundled: no multilingual cross-encoder ships its weights on the package
