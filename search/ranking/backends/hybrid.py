@@ -1,9 +1,12 @@
-"""Hybrid search: keyword and semantic legs fused in one SQL statement."""
+"""Hybrid search: the keyword leg while the query is embedded, then the semantic
+leg fused with it in one SQL statement."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -20,6 +23,7 @@ from search.ranking.backends.semantic import (
     with_language_shifts,
 )
 from search.ranking.backends.sql import (
+    Fragment,
     VectorQuery,
     base_cte,
     base_query,
@@ -74,10 +78,22 @@ class HybridBackend(SearchBackend):
             )
             return result
         candidates = max(limit, settings.SEARCH_CANDIDATES)
-        vector, embed_ms = embed_query(query.semantic_text)
+        # The query is embedded on a worker thread while the keyword leg runs
+        # in the database (both release the GIL), so the model's time and
+        # the keyword leg's overlap instead of adding up.
+        embedder = search_embedder()
+        pending = _embedding_pool().submit(embed_query, query.semantic_text, embedder)
+        started = time.perf_counter()
+        try:
+            keyword = _keyword_leg(query, queryset, candidates)
+        except BaseException:
+            futures.wait([pending])
+            raise
+        keyword_ms = (time.perf_counter() - started) * 1000
+        vector, embed_ms = pending.result()
         started = time.perf_counter()
         vector = with_language_shifts(vector)
-        rows = self._fused(query, vector, queryset, candidates, limit, weight)
+        rows = self._fused(query, vector, queryset, keyword, candidates, limit, weight)
         if (not rows or rows[0][10] < candidates) and exact_scan_needed(
             query,
             vector,
@@ -87,7 +103,7 @@ class HybridBackend(SearchBackend):
         ):
             # A selective filter starved the index scan: see exact_scan_needed.
             vector = dataclasses.replace(vector, exact=True)
-            rows = self._fused(query, vector, queryset, candidates, limit, weight)
+            rows = self._fused(query, vector, queryset, keyword, candidates, limit, weight)
         hits = [
             SearchHit(
                 document_id=row[0],
@@ -104,6 +120,7 @@ class HybridBackend(SearchBackend):
         ]
         result = BackendResult(hits=hits, total=int(rows[0][8]) if rows else 0)
         result.timings["embed_ms"] = embed_ms
+        result.timings["keyword_ms"] = keyword_ms
         result.timings["hybrid_ms"] = (time.perf_counter() - started) * 1000
         return result
 
@@ -112,10 +129,12 @@ class HybridBackend(SearchBackend):
         query: ParsedQuery,
         vector: VectorQuery,
         queryset: QuerySet[Document],
+        keyword: KeywordLeg,
         candidates: int,
         limit: int,
         weight: float,
     ) -> list[tuple[Any, ...]]:
+        """The semantic leg, fused with the keyword leg's ranking."""
         select_sql, select_params = hybrid_select(
             keyword_weight=1 - weight,
             semantic_weight=weight,
@@ -124,9 +143,7 @@ class HybridBackend(SearchBackend):
             candidate_counts=True,
         )
         sql, params = compose(
-            base_cte(queryset, query),
-            keyword_ctes(query, limit=candidates),
-            keyword_bound_cte(query),
+            keyword.ctes(),
             semantic_ctes(
                 vector,
                 base=base_query(queryset, query),
@@ -140,6 +157,62 @@ class HybridBackend(SearchBackend):
             set_hnsw_options(cursor)
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeywordLeg:
+    """The keyword leg's candidates, best first, and the query's BM25 bound."""
+
+    document_ids: list[int]
+    scores: list[float]
+    bound: float
+
+    def ctes(self) -> Fragment:
+        """``kw(document_id, score, rank)`` and ``kw_bound(ub)`` as
+        :func:`hybrid_select` reads them, from the values fetched."""
+        sql = """
+    kw AS (
+        SELECT k.document_id, k.score, k.rank
+        FROM unnest(%s::bigint[], %s::float8[]) WITH ORDINALITY AS k(document_id, score, rank)
+    ),
+    kw_bound AS (SELECT %s::float8 AS ub)"""
+        return sql, [self.document_ids, self.scores, self.bound]
+
+
+def _keyword_leg(query: ParsedQuery, queryset: QuerySet[Document], candidates: int) -> KeywordLeg:
+    """Run the keyword leg alone: its best ``candidates`` documents and bound."""
+    sql, params = compose(
+        base_cte(queryset, query),
+        keyword_ctes(query, limit=candidates),
+        keyword_bound_cte(query),
+        select=(
+            """
+    SELECT coalesce((SELECT array_agg(document_id ORDER BY rank) FROM kw), '{}'),
+           coalesce((SELECT array_agg(score::float8 ORDER BY rank) FROM kw), '{}'),
+           (SELECT ub FROM kw_bound)""",
+            [],
+        ),
+    )
+    with read_cursor() as cursor:
+        cursor.execute(sql, params)
+        document_ids, scores, bound = cursor.fetchone()
+    return KeywordLeg(
+        document_ids=list(document_ids), scores=[float(s) for s in scores], bound=float(bound or 0)
+    )
+
+
+_pool: futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _embedding_pool() -> futures.ThreadPoolExecutor:
+    """Threads that embed hybrid queries (one per request served at once is
+    plenty: the provider queues them on its own engines)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="query-embed")
+        return _pool
 
 
 def _float(value: object) -> float | None:

@@ -29,6 +29,7 @@ from search.ranking.backends.sql import (
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
+    from documents.embeddings import EmbeddingProvider
     from documents.models import Document
     from search.ranking.query import ParsedQuery
 
@@ -46,16 +47,17 @@ _query_caches: weakref.WeakKeyDictionary[Any, OrderedDict[str, VectorQuery]] = (
 _query_cache_lock = threading.Lock()
 
 
-def embed_query(text: str) -> tuple[VectorQuery, float]:
+def embed_query(text: str, embedder: EmbeddingProvider | None = None) -> tuple[VectorQuery, float]:
     """Embed a query for the chunks search uses now; return it and the time (ms).
 
     The provider is the one of the model whose chunks are searched (the
     configured model, or the earlier one while a re-embed is under way), so
-    a query vector is only ever compared with vectors of its own model. A
-    query embedded recently by the same provider object comes from a small
-    LRU cache.
+    a query vector is only ever compared with vectors of its own model;
+    ``embedder`` is that provider when the caller looked it up already (it
+    reads the database, which a worker thread must not). A query embedded
+    recently by the same provider object comes from a small LRU cache.
     """
-    embedder = search_embedder()
+    embedder = embedder or search_embedder()
     started = time.perf_counter()
     with _query_cache_lock:
         cache = _query_caches.setdefault(embedder, OrderedDict())

@@ -1,17 +1,19 @@
-"""The hybrid backend: keyword and semantic legs fused in one statement."""
+"""The hybrid backend: the keyword leg, and the semantic leg fused with it."""
 
 from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.db.models import Count
 
-from documents.embeddings import FakeProvider
+from documents.embeddings import FakeProvider, set_embedder
 from documents.models import Chunk, Document, DocumentTerm
 from documents.services import document_create
 from search.ranking.backends import SearchHit, SearchMode
@@ -152,7 +154,7 @@ def convex_fusion(
 
 
 class TestHybridBackend:
-    """Keyword and semantic legs fused in one statement."""
+    """The keyword leg, then the semantic leg fused with it in one statement."""
 
     QUERY = "ledgers audit with them into"
 
@@ -256,3 +258,38 @@ class TestHybridBackend:
             hybrid = run(SearchMode.HYBRID, text, user=user, limit=10).hits
             assert [h.document_id for h in hybrid] == [doc for doc, _ in expected], text
             assert [h.score for h in hybrid] == pytest.approx([s for _, s in expected])
+
+    def test_the_query_is_embedded_while_the_keyword_leg_runs(
+        self, user: User, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The model's time and the keyword leg's overlap: the query is embedded
+        on another thread, and the keyword leg starts before it is done."""
+        from search.ranking.backends import hybrid
+
+        events: dict[str, tuple[float, float, str]] = {}
+
+        class SlowProvider(FakeProvider):
+            def embed_query(self, text: str) -> np.ndarray:
+                started = time.perf_counter()
+                time.sleep(0.3)
+                vector = super().embed_query(text)
+                events["embed"] = (started, time.perf_counter(), threading.current_thread().name)
+                return vector
+
+        set_embedder(SlowProvider())
+        original = hybrid._keyword_leg
+
+        def recording(*args: Any) -> Any:
+            started = time.perf_counter()
+            leg = original(*args)
+            events["keyword"] = (started, time.perf_counter(), threading.current_thread().name)
+            return leg
+
+        monkeypatch.setattr(hybrid, "_keyword_leg", recording)
+        _, _, both = _mark_one_leg(user)
+        hits = run(SearchMode.HYBRID, self.QUERY, user=user, limit=3).hits
+        assert hits[0].document_id == both.pk
+        embed_start, embed_end, embed_thread = events["embed"]
+        keyword_start, keyword_end, keyword_thread = events["keyword"]
+        assert embed_thread != keyword_thread == threading.current_thread().name
+        assert keyword_start < embed_end and embed_start < keyword_end
