@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 Vectors = np.ndarray  # float32, shape (n, dimensions), rows L2-normalised
 
@@ -44,6 +44,10 @@ class EmbeddingProvider(ABC):
     #: ``max_tokens``). Chosen per model from evaluation: smaller chunks cost
     #: the same per token but give finer passages.
     chunk_tokens: ClassVar[int] = 0
+    #: ``chunk_tokens`` for documents of one language (``Document.language``:
+    #: ``en``, ``ko``, ``mixed``), where evaluation chose differently per
+    #: language; languages not named use ``chunk_tokens``.
+    chunk_tokens_by_language: ClassVar[Mapping[str, int]] = {}
     #: How much of each document language's mean direction is taken out of a
     #: query's similarities (0 to 1; see ``search.ranking.backends.semantic.
     #: language_shifts``). Multilingual models put texts of the query's own
@@ -57,6 +61,11 @@ class EmbeddingProvider(ABC):
     #: Viswanath 2018, "All-but-the-Top") ranks neighbours by that
     #: component's noise otherwise.
     related_centering: ClassVar[bool] = False
+
+    def chunk_size(self, language: str = "") -> int:
+        """Tokens per chunk, title prefix included, for a document of ``language``."""
+        size = self.chunk_tokens_by_language.get(language, self.chunk_tokens)
+        return min(size or self.max_tokens, self.max_tokens)
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> Vectors:

@@ -222,10 +222,10 @@ def title_prefix(title: str, embedder: EmbeddingProvider) -> tuple[str, int]:
     return "", 0
 
 
-def chunk_budget(embedder: EmbeddingProvider, prefix_tokens: int = 0) -> int:
-    """Tokens of document text per chunk: the model's chunk size less the title."""
-    size = min(embedder.chunk_tokens or embedder.max_tokens, embedder.max_tokens)
-    budget = max(size - prefix_tokens, _MIN_CHUNK_TOKENS)
+def chunk_budget(embedder: EmbeddingProvider, prefix_tokens: int = 0, language: str = "") -> int:
+    """Tokens of document text per chunk: the model's chunk size for the
+    document's language less the title."""
+    budget = max(embedder.chunk_size(language) - prefix_tokens, _MIN_CHUNK_TOKENS)
     if settings.CHUNK_MAX_TOKENS:
         budget = min(budget, settings.CHUNK_MAX_TOKENS)
     return budget
@@ -234,7 +234,7 @@ def chunk_budget(embedder: EmbeddingProvider, prefix_tokens: int = 0) -> int:
 def _prepare(document: Document, embedder: EmbeddingProvider) -> _Prepared:
     title = document.title.strip()
     prefix, prefix_tokens = title_prefix(title, embedder)
-    budget = chunk_budget(embedder, prefix_tokens)
+    budget = chunk_budget(embedder, prefix_tokens, document.language)
     chunks = chunk_text(
         document.text,
         count_tokens=embedder.count_tokens,

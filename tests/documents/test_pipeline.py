@@ -357,6 +357,30 @@ class TestChunkBudget:
         for chunk in chunks:
             assert chunk.token_count + title_tokens + 1 <= provider.max_tokens
 
+    def test_chunk_size_follows_the_document_language(self) -> None:
+        """A provider's per-language chunk size applies to documents of that
+        language; the others keep its general size."""
+
+        class PerLanguageProvider(FakeProvider):
+            max_tokens = 300
+            chunk_tokens = 80
+            chunk_tokens_by_language = {"en": 280}
+
+        set_embedder(PerLanguageProvider())
+        english = make_document("Handbook", long_english_text(12))
+        korean_text = "\n\n".join(
+            " ".join(KOREAN_SENTENCES[(n + k) % len(KOREAN_SENTENCES)] for k in range(5))
+            for n in range(10)
+        )
+        korean = make_document("인사 규정", korean_text)
+        assert english.language == "en" and korean.language == "ko"
+        english_tokens = list(english.chunks.values_list("token_count", flat=True))
+        korean_tokens = list(korean.chunks.values_list("token_count", flat=True))
+        assert max(english_tokens) > 80
+        assert max(english_tokens) <= 280
+        assert len(korean_tokens) > 2
+        assert max(korean_tokens) <= 80
+
     def test_chunk_max_tokens_setting_caps_chunks(self, settings: SettingsWrapper) -> None:
         """CHUNK_MAX_TOKENS lowers the budget below the model's window."""
         settings.CHUNK_MAX_TOKENS = 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
+from django.db import connection
 
 from documents.models import Document
 from documents.services import documents_embed
@@ -38,3 +39,15 @@ def ids(result: BackendResult | list[SearchHit]) -> list[int]:
 def embed_all(documents: list[Document]) -> None:
     """Index many documents in one batch (shared embedding calls)."""
     documents_embed(document_ids=[d.pk for d in documents])
+
+
+def rebuild_chunk_indexes() -> None:
+    """Rebuild the chunk indexes (inside the test's transaction).
+
+    Rolled-back tests leave their chunks in the HNSW graphs as dead entries
+    until a vacuum; an approximate scan over thousands of them can return a
+    small test corpus's nearest chunk late (iterative scans are in relaxed
+    order). A test that asserts the exact top result searches a fresh graph.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("REINDEX TABLE documents_chunk")

@@ -21,7 +21,7 @@ from search.ranking.backends.semantic import embed_query
 from search.ranking.backends.sql import BM25_K1
 from search.ranking.query import parse_query
 from tests.factories import make_document
-from tests.search.ranking.helpers import embed_all, ids, run
+from tests.search.ranking.helpers import embed_all, ids, rebuild_chunk_indexes, run
 
 if TYPE_CHECKING:
     from pytest_django.fixtures import Settings as SettingsWrapper
@@ -43,6 +43,7 @@ def _mark_one_leg(user: User) -> tuple[Document, Document, Document]:
     # Weakly similar (one shared stopword), so the keyword document, which
     # shares no raw word with the query, falls out of the semantic leg.
     embed_all([make_document("Filler", f"with lunch menu {n}", index=False) for n in range(6)])
+    rebuild_chunk_indexes()
     return keyword, semantic, both
 
 

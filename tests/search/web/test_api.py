@@ -137,7 +137,7 @@ class TestApiQueryCount:
     The same queries as the search page's (see tests/search/web/test_views.py).
     """
 
-    @pytest.mark.parametrize(("mode", "queries"), [("keyword", 6), ("hybrid", 12)], ids=str)
+    @pytest.mark.parametrize(("mode", "queries"), [("keyword", 6), ("hybrid", 13)], ids=str)
     def test_doubling_the_results_adds_no_query(
         self,
         logged_in: Client,
