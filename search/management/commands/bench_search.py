@@ -30,6 +30,9 @@ BASE_TEXTS: Final = 3000
 BATCH: Final = 1000
 #: The size growth ratios are taken against (the README's reference size).
 REFERENCE_CHUNKS: Final = 100_000
+#: The chunk HNSW indexes' build parameters, as migration documents.0008.
+HNSW_M: Final = 16
+HNSW_EF_CONSTRUCTION: Final = 200
 
 
 class Command(BaseCommand):
@@ -367,7 +370,7 @@ class Corpus:
     def build_indexes(
         self, *, out: Any, casts: tuple[str, ...] = ("vector", "halfvec")
     ) -> dict[str, Any]:
-        """Build the HNSW indexes of ``casts`` (migrations 0002, 0007) and
+        """Build the HNSW indexes of ``casts`` (migrations 0002, 0007, 0008) and
         vacuum; return each index's build time and size."""
         from django.db import connection
 
@@ -381,7 +384,7 @@ class Corpus:
                 cursor.execute(
                     f"CREATE INDEX {name} ON documents_chunk USING hnsw"
                     f" ((embedding::{cast}({self.dims})) {cast}_cosine_ops)"
-                    f" WITH (m = 16, ef_construction = 64)"
+                    f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})"
                     f" WHERE vector_dims(embedding) = {self.dims}"
                 )
                 build_s = time.perf_counter() - started

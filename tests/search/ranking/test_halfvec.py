@@ -141,3 +141,16 @@ def test_bench_search_grows_and_measures_both_indexes(
         "keyword p95 (200/100 chunks)",
         "hybrid p95 (200/100 chunks)",
     }
+
+
+def test_chunk_indexes_are_built_for_recall_at_scale() -> None:
+    """Migration 0008: both chunk HNSW indexes of every size are built with
+    ef_construction 200 (recall@10 0.861 at 300k chunks with 64, 0.967 with 200)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, c.reloptions FROM pg_class c"
+            " WHERE c.relname LIKE 'documents_chunk_embedding_%%_hnsw' ORDER BY c.relname"
+        )
+        options = dict(cursor.fetchall())
+    assert len(options) == 6  # 384, 512 and 1536 dimensions, vector and halfvec
+    assert all(set(o) == {"m=16", "ef_construction=200"} for o in options.values()), options
