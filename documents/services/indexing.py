@@ -34,7 +34,7 @@ from django.utils import timezone
 from pgvector import Vector
 
 from documents.analysis import analyze, analyze_many, document_postings
-from documents.embeddings import get_embedder
+from documents.embeddings import COMPANION_LANGUAGES, get_companion, get_embedder
 from documents.ingestion import TextChunk, chunk_text
 from documents.models import Chunk, Document
 from documents.services.switching import documents_cut_over
@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 #: Titles longer than this many tokens are not prefixed to chunk texts.
 _TITLE_PREFIX_MAX_TOKENS: Final = 48
 _MIN_CHUNK_TOKENS: Final = 64
+#: Chunks the companion model embeds per database round trip.
+_COMPANION_BATCH: Final = 256
 
 
 @dataclass(slots=True)
@@ -115,8 +117,16 @@ def documents_embed(*, document_ids: Sequence[int], force: bool = False) -> int:
         .order_by("pk")
     )
     todo = [d for d in documents if force or not _is_current(d, embedder.name)]
-    if not todo:
-        return 0
+    stored = _embed_main(todo, embedder, force=force) if todo else 0
+    # Every document asked for, not only those embedded now: a run retried
+    # after the companion failed, or queued by ``reembed --stale`` for the
+    # companion alone, finds the main vectors current.
+    chunks_embed_companion(document_ids=[d.pk for d in documents])
+    return stored
+
+
+def _embed_main(todo: list[Document], embedder: EmbeddingProvider, *, force: bool) -> int:
+    """Embed and store the main model's index of ``todo``; return how many."""
     Document.objects.filter(pk__in=[d.pk for d in todo]).update(status=Document.Status.PROCESSING)
     staged = {d.pk for d in todo if _stages(d, embedder.name)}
     awaiting = {} if force else _awaiting_vectors(todo, embedder)
@@ -149,6 +159,49 @@ def documents_embed(*, document_ids: Sequence[int], force: bool = False) -> int:
     if staged and stored:
         documents_cut_over(model_name=embedder.name)
     return stored
+
+
+def chunks_embed_companion(*, document_ids: Sequence[int] | None = None) -> int:
+    """Give chunks of English documents the companion model's vector; return how many.
+
+    Chunks that lack it, or carry another companion model's, of the given
+    documents (None: the whole collection, ``reembed --stale``). Each chunk
+    is embedded as the main model embeds it (title prefix, then text) and
+    updated by id, so a chunk replaced meanwhile (an edit) is simply not
+    found: the edit's own run embeds its new chunks.
+    """
+    companion = get_companion()
+    if companion is None:
+        return 0
+    chunks = Chunk.objects.filter(document__language__in=COMPANION_LANGUAGES).exclude(
+        companion_model=companion.name
+    )
+    if document_ids is not None:
+        chunks = chunks.filter(document_id__in=list(document_ids))
+    done, after = 0, 0
+    while True:
+        rows = list(
+            chunks.filter(id__gt=after)
+            .order_by("id")
+            .values_list("id", "text", "document__title")[:_COMPANION_BATCH]
+        )
+        if not rows:
+            return done
+        prefixes = {title: title_prefix(title, companion)[0] for title in {r[2] for r in rows}}
+        vectors = companion.embed_texts([prefixes[title] + text for _, text, title in rows])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE documents_chunk c SET companion_embedding = u.v::vector,"
+                " companion_model = %s FROM unnest(%s::bigint[], %s::text[]) AS u(id, v)"
+                " WHERE c.id = u.id",
+                [
+                    companion.name,
+                    [chunk_id for chunk_id, _, _ in rows],
+                    [Vector(v).to_text() for v in vectors],
+                ],
+            )
+            done += cursor.rowcount
+        after = rows[-1][0]
 
 
 def _is_current(document: Document, model_name: str) -> bool:

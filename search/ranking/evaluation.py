@@ -105,7 +105,7 @@ def index_dataset(
     """
     from documents.embeddings import get_embedder
     from documents.models import Document
-    from documents.services import documents_bulk_create, documents_embed
+    from documents.services import chunks_embed_companion, documents_bulk_create, documents_embed
 
     model = get_embedder().name
     if rebuild:
@@ -132,6 +132,9 @@ def index_dataset(
         documents_embed(document_ids=todo[start : start + batch])
         if progress:
             progress(min(start + batch, len(todo)), len(todo))
+    # An index reused from before the companion model (or another one) was
+    # configured: its English chunks get the companion's vectors now.
+    chunks_embed_companion()
     return len(todo)
 
 

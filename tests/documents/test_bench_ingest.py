@@ -96,3 +96,29 @@ class TestRefusals:
                 "--broker",
                 "redis://127.0.0.1:1/0",
             )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_companion_model_counts_in_the_bare_encode(
+    tmp_path: Path, created_databases: list[str]
+) -> None:
+    """With the English companion (the real all-MiniLM-L6-v2), the pipeline
+    embeds English chunks twice, and so does the bare encode it is compared to."""
+    from documents.embeddings.local import MINILM_NAME
+
+    created_databases.append(f"{connection.settings_dict['NAME']}_bench_ingest")
+    result = run_command(
+        "bench_ingest",
+        "--corpus",
+        str(write_corpus(tmp_path)),
+        "--documents",
+        "3",
+        "--json",
+        env={"EMBEDDING_COMPANION": MINILM_NAME},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert report["companion"] == MINILM_NAME
+    assert report["companion_chunks"] == report["chunks"] >= 3  # All three are English.
+    assert report["ratio"] > 0

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from documents.embeddings import get_embedder
-from documents.models import Document
+from documents.embeddings import COMPANION_LANGUAGES, get_companion, get_embedder
+from documents.models import Chunk, Document, DocumentQuerySet
 from documents.selectors import forget_search_model, model_coverage
 from documents.services import documents_cut_over, documents_index_queue, documents_reembed
 
@@ -33,7 +33,8 @@ class Command(BaseCommand):
         group.add_argument(
             "--stale",
             action="store_true",
-            help="Documents not indexed from their current text by the current model.",
+            help="Documents not indexed from their current text by the current model "
+            "(or lacking the companion model's vectors).",
         )
         group.add_argument(
             "--cut-over",
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         if options["failed"]:
             documents = documents.filter(status=Document.Status.FAILED)
         elif options["stale"]:
-            documents = documents.needs_indexing(model)
+            documents = _stale(documents, model)
         ids = list(documents.order_by("pk").values_list("pk", flat=True))
         if not ids:
             self.stdout.write("Nothing to re-embed.")
@@ -91,7 +92,7 @@ class Command(BaseCommand):
         """Follow the workers until every queued document is indexed (or failed)."""
         while True:
             queued = Document.objects.filter(pk__in=ids)
-            done = queued.exclude(pk__in=queued.needs_indexing(model)).count()
+            done = queued.exclude(pk__in=_stale(queued, model)).count()
             failed = queued.filter(status=Document.Status.FAILED).count()
             progress.update(done + failed - progress.n)
             if done + failed >= len(ids):
@@ -112,3 +113,19 @@ class Command(BaseCommand):
             suffix = f" ({', '.join(marks)})" if marks else ""
             staged = f" + {row.staged} staged" if row.staged else ""
             self.stdout.write(f"  {row.model}: {row.documents} document(s){staged}{suffix}")
+        if (companion := get_companion()) is not None:
+            english = Chunk.objects.filter(document__language__in=COMPANION_LANGUAGES)
+            done = english.filter(companion_model=companion.name).count()
+            self.stdout.write(
+                f"  {companion.name} (companion): {done} of {english.count()} English chunk(s)"
+            )
+
+
+def _stale(documents: DocumentQuerySet, model: str) -> DocumentQuerySet:
+    """Documents not indexed from their current text by ``model``, and English
+    ones whose chunks lack the companion model's vectors (the indexing task
+    adds only those)."""
+    stale = documents.needs_indexing(model)
+    if (companion := get_companion()) is not None:
+        stale = stale | documents.needs_companion(companion.name)
+    return stale

@@ -143,8 +143,9 @@ class Command(BaseCommand):
 
     def _print(self, r: dict[str, Any]) -> None:
         self.stdout.write(
-            f"\n{r['chunks']} chunks, {r['queries']} queries, model {r['model']},"
-            f" hnsw.ef_search={r['ef_search']}"
+            f"\n{r['chunks']} chunks, {r['queries']} queries, model {r['model']}"
+            + (f" + companion {r['companion']}" if r.get("companion") else "")
+            + f", hnsw.ef_search={r['ef_search']}"
         )
         self.stdout.write(
             f"load average at start: {r['load_average']:.2f} on {r['cpus']} CPUs"
@@ -152,6 +153,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"query embedding: p50 {r['embed_ms']['p50']:.1f} ms, p95 {r['embed_ms']['p95']:.1f} ms"
+            + (" (both models, in parallel)" if r.get("companion") else "")
         )
         self.stdout.write(
             f"{'mode':<18}{'p50 ms':>10}{'p95 ms':>10}  (including the query embedding)"
@@ -255,10 +257,15 @@ class Corpus:
     terms: list[list[str]]
     model: str
     dims: int
+    #: The companion model's vectors of the same texts, mixed alike, and its
+    #: name (None: no companion configured).
+    companion_vectors: list[Any] | None = None
+    companion: str = ""
 
     @classmethod
     def load(cls, dataset: Path, embedder: EmbeddingProvider) -> Corpus:
         from documents.analysis import analyze_many
+        from documents.embeddings import get_companion
 
         rows = [
             json.loads(line)
@@ -267,13 +274,16 @@ class Corpus:
         ]
         base = rows[:BASE_TEXTS]
         texts = [f"{r.get('title', '')}\n{r.get('text', '')}"[:400] for r in base]
+        companion = get_companion()
         return cls(
             base=base,
             texts=texts,
-            vectors=[np.asarray(v, dtype=np.float64) for v in embedder.embed_texts(texts)],
+            vectors=_float64(embedder.embed_texts(texts)),
             terms=analyze_many(texts),
             model=embedder.name,
             dims=embedder.dimensions,
+            companion_vectors=_float64(companion.embed_texts(texts)) if companion else None,
+            companion=companion.name if companion else "",
         )
 
     def extend(self, chunks: int, *, out: Any, rebuild: bool) -> None:
@@ -315,6 +325,7 @@ class Corpus:
                 content_hash=content_hash_of(title, text),
                 status=Document.Status.READY,
                 embedding_model=self.model,
+                language=Document.Language.ENGLISH,
             )
             batch.append((document, picks, rng))
         created = Document.objects.bulk_create([d for d, _, _ in batch])
@@ -326,9 +337,13 @@ class Corpus:
             for position, i in enumerate(picks):
                 other = rng.randrange(len(self.base))
                 weight = rng.uniform(0.55, 1.0)
-                vector = weight * self.vectors[i] + (1 - weight) * self.vectors[other]
-                vector /= np.linalg.norm(vector)
+                vector = _mix(self.vectors, i, other, weight)
                 mixed.append(vector)
+                companion = (
+                    Vector(_mix(self.companion_vectors, i, other, weight))
+                    if self.companion_vectors is not None
+                    else None
+                )
                 chunk_rows.append(
                     (
                         document.pk,
@@ -339,6 +354,8 @@ class Corpus:
                         len(self.terms[i]),
                         Vector(vector),
                         self.model,
+                        companion,
+                        self.companion,
                         _tsvector(self.terms[i]),
                     )
                 )
@@ -360,8 +377,8 @@ class Corpus:
                     copy.write_row(row)
             with cursor.cursor.copy(
                 "COPY documents_chunk (document_id, position, text, start_offset, end_offset,"
-                " token_count, embedding, embedding_model, search_vector, created_at,"
-                " updated_at) FROM STDIN"
+                " token_count, embedding, embedding_model, companion_embedding,"
+                " companion_model, search_vector, created_at, updated_at) FROM STDIN"
             ) as copy:
                 now = timezone.now()
                 for row in chunk_rows:
@@ -404,6 +421,16 @@ def _index_names(dims: int) -> dict[str, str]:
     }
 
 
+def _float64(vectors: np.ndarray) -> list[Any]:
+    return [np.asarray(v, dtype=np.float64) for v in vectors]
+
+
+def _mix(vectors: list[Any], first: int, second: int, weight: float) -> Any:
+    """A chunk's vector: mostly one text's, part another's, normalised."""
+    vector = weight * vectors[first] + (1 - weight) * vectors[second]
+    return vector / np.linalg.norm(vector)
+
+
 def _tsvector(terms: list[str]) -> str:
     # Terms come from the safe alphabet (no quotes or backslashes).
     return " ".join(f"'{t}':{min(i, 16383)}" for i, t in enumerate(terms, start=1))
@@ -417,6 +444,7 @@ def run_benchmark(
     from django.contrib.auth import get_user_model
     from django.db import connection
 
+    from documents.embeddings import get_companion
     from documents.models import Document
     from search.ranking.backends import SearchMode
     from search.ranking.query import parse_query
@@ -438,8 +466,10 @@ def run_benchmark(
             half, _ = _time_modes(parsed, queryset, [SearchMode.SEMANTIC, SearchMode.HYBRID])
         modes.update({f"{mode}/halfvec": timing for mode, timing in half.items()})
     recall = _recall(parsed[: recall_queries or len(parsed)], queryset, halfvec=halfvec)
+    companion = get_companion()
     return {
         "model": embedder.name,
+        "companion": companion.name if companion else None,
         "queries": len(parsed),
         "ef_search": settings.SEARCH_HNSW_EF_SEARCH,
         "keyword_common_postings": settings.SEARCH_KEYWORD_COMMON_POSTINGS,

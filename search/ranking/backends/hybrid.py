@@ -19,6 +19,7 @@ from search.ranking.backends.semantic import (
     CHUNKS_PER_DOCUMENT,
     embed_query,
     exact_scan_needed,
+    query_companion,
     set_hnsw_options,
     with_language_shifts,
 )
@@ -82,7 +83,9 @@ class HybridBackend(SearchBackend):
         # in the database (both release the GIL), so the model's time and
         # the keyword leg's overlap instead of adding up.
         embedder = search_embedder()
-        pending = _embedding_pool().submit(embed_query, query.semantic_text, embedder)
+        pending = _embedding_pool().submit(
+            embed_query, query.semantic_text, embedder, query_companion(query.semantic_text)
+        )
         started = time.perf_counter()
         try:
             keyword = _keyword_leg(query, queryset, candidates)

@@ -7,6 +7,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -14,6 +15,8 @@ from django.conf import settings
 from pgvector import Vector
 
 from config.routers import read_connection, read_cursor
+from documents.analysis import detect_language
+from documents.embeddings import COMPANION_LANGUAGES, get_companion
 from documents.selectors import search_embedder
 from search.ranking import centroids
 from search.ranking.backends.base import BackendResult, SearchBackend, SearchHit, SearchMode
@@ -41,39 +44,75 @@ CHUNKS_PER_DOCUMENT: Final = 3
 #: every page, filter, sort or mode change, and the model is the slow part.
 QUERY_CACHE_SIZE: Final = 512
 #: Per provider object: a provider swapped in (a new model) starts empty.
-_query_caches: weakref.WeakKeyDictionary[Any, OrderedDict[str, VectorQuery]] = (
+_query_caches: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[str, str], VectorQuery]] = (
     weakref.WeakKeyDictionary()
 )
 _query_cache_lock = threading.Lock()
 
 
-def embed_query(text: str, embedder: EmbeddingProvider | None = None) -> tuple[VectorQuery, float]:
+def embed_query(
+    text: str,
+    embedder: EmbeddingProvider | None = None,
+    companion: EmbeddingProvider | None = None,
+) -> tuple[VectorQuery, float]:
     """Embed a query for the chunks search uses now; return it and the time (ms).
 
     The provider is the one of the model whose chunks are searched (the
     configured model, or the earlier one while a re-embed is under way), so
     a query vector is only ever compared with vectors of its own model;
     ``embedder`` is that provider when the caller looked it up already (it
-    reads the database, which a worker thread must not). A query embedded
-    recently by the same provider object comes from a small LRU cache.
+    reads the database, which a worker thread must not), and ``companion``
+    the companion model (:func:`query_companion`), which embeds the query at
+    the same time on another thread. A query embedded recently by the same
+    providers comes from a small LRU cache.
     """
     embedder = embedder or search_embedder()
+    key = (text, companion.name if companion is not None else "")
     started = time.perf_counter()
     with _query_cache_lock:
         cache = _query_caches.setdefault(embedder, OrderedDict())
-        cached = cache.get(text)
+        cached = cache.get(key)
         if cached is not None:
-            cache.move_to_end(text)
+            cache.move_to_end(key)
     if cached is None:
+        pending = _companion_pool().submit(companion.embed_query, text) if companion else None
         vector = embedder.embed_query(text)
         cached = VectorQuery(
             vector=Vector(vector), dimensions=embedder.dimensions, model=embedder.name
         )
+        if companion is not None and pending is not None:
+            cached = dataclasses.replace(
+                cached,
+                companion=Vector(pending.result()),
+                companion_model=companion.name,
+                companion_weight=float(settings.EMBEDDING_COMPANION_WEIGHT),
+            )
         with _query_cache_lock:
-            cache[text] = cached
+            cache[key] = cached
             while len(cache) > QUERY_CACHE_SIZE:
                 cache.popitem(last=False)
     return cached, (time.perf_counter() - started) * 1000
+
+
+def query_companion(text: str) -> EmbeddingProvider | None:
+    """The companion model, if it reads ``text``'s language (English)."""
+    companion = get_companion()
+    if companion is None or detect_language(text) not in COMPANION_LANGUAGES:
+        return None
+    return companion
+
+
+_companion_executor: ThreadPoolExecutor | None = None
+
+
+def _companion_pool() -> ThreadPoolExecutor:
+    """Threads that embed queries with the companion model while the main
+    model embeds them (torch releases the GIL)."""
+    global _companion_executor
+    with _query_cache_lock:
+        if _companion_executor is None:
+            _companion_executor = ThreadPoolExecutor(4, thread_name_prefix="query-companion")
+        return _companion_executor
 
 
 def with_language_shifts(vector: VectorQuery) -> VectorQuery:
@@ -149,7 +188,7 @@ class SemanticBackend(SearchBackend):
             # Same emptiness as the other modes: "-", "the" or "OR" alone are
             # no search, not a request for the nearest documents to noise.
             return BackendResult(hits=[])
-        vector, embed_ms = embed_query(text)
+        vector, embed_ms = embed_query(text, companion=query_companion(text))
         started = time.perf_counter()
         vector = with_language_shifts(vector)
         rows, scanned = self._nearest(query, vector, queryset=queryset, limit=limit)

@@ -314,6 +314,22 @@ class VectorQuery:
     #: (``semantic.language_shifts``): None when the collection is of one
     #: language, and then the chunks are scanned in one pass.
     shifts: tuple[float, float] | None = None
+    #: The query embedded by the companion model (``documents.embeddings.
+    #: get_companion``), its name and weight; None when the query is not in
+    #: a language the companion reads, or there is none.
+    companion: Any = None
+    companion_model: str = ""
+    companion_weight: float = 0.0
+
+
+def _companion_cosine(vector: VectorQuery) -> Fragment:
+    """A chunk's cosine to the companion query: NULL for a chunk without a
+    vector of that model (Korean text, or not embedded by it yet), so a
+    query vector is never compared with another model's."""
+    return (
+        "CASE WHEN c.companion_model = %s THEN 1 - (c.companion_embedding <=> %s::vector) END",
+        [vector.companion_model, vector.companion],
+    )
 
 
 #: The casts an HNSW index exists for (migrations 0002 and 0007).
@@ -333,6 +349,12 @@ def index_cast() -> str:
             f"SEARCH_VECTOR_TYPE must be one of {', '.join(VECTOR_TYPES)}, not {cast!r}"
         )
     return cast
+
+
+def _companion_or_mean(cosine: str) -> str:
+    """A candidate's companion ``cosine``, or the mean over the nearest chunks
+    that have one (0 when none has: a constant, so no ranking changes)."""
+    return f"coalesce({cosine}, (SELECT avg(n.comp) FROM sem_nn n), 0)"
 
 
 #: The two language groups the semantic leg scans apart when ``shifts`` is
@@ -364,9 +386,14 @@ def semantic_ctes(
         else f"(c.embedding::{index_cast()}({dims}) <=> %s::{index_cast()}({dims}))"
     )
 
+    companion_sql, companion_params = "", list[Any]()
+    if vector.companion is not None:
+        companion_sql, companion_params = _companion_cosine(vector)
+        companion_sql = f", {companion_sql} AS comp"
+
     def scan(shift: str = "", group: str = "") -> str:
         return f"""
-        SELECT c.id, c.document_id, {distance}{shift} AS dist
+        SELECT c.id, c.document_id, {distance}{shift} AS dist{companion_sql}
         FROM documents_chunk c
         WHERE vector_dims(c.embedding) = {dims} AND c.embedding_model = %s
           AND c.document_id IN ({base_sql}){group}
@@ -375,7 +402,14 @@ def semantic_ctes(
 
     if vector.shifts is None:
         nearest = scan()
-        nearest_params = [vector.vector, vector.model, *base_params, vector.vector, chunk_limit]
+        nearest_params = [
+            vector.vector,
+            *companion_params,
+            vector.model,
+            *base_params,
+            vector.vector,
+            chunk_limit,
+        ]
     else:
         # One scan per language group, so that the other language's chunks
         # are candidates at all; each group's distances shifted by its own.
@@ -389,19 +423,34 @@ def semantic_ctes(
             for param in (
                 vector.vector,
                 shift,
+                *companion_params,
                 vector.model,
                 *base_params,
                 vector.vector,
                 chunk_limit,
             )
         ]
+    candidates = "sem_nn"
+    blend = ""
+    if vector.companion is not None:
+        # The candidates' distances blend in the companion's cosine; a chunk
+        # it cannot read (Korean) gets the candidates' mean, which neither
+        # lifts nor sinks it, so cross-language results keep their place.
+        weight = float(vector.companion_weight)
+        candidates = "sem_mix"
+        blend = f"""
+    sem_mix AS (
+        SELECT id, document_id,
+               {1 - weight} * dist + {weight} * (1 - {_companion_or_mean("comp")}) AS dist
+        FROM sem_nn
+    ),"""
     sql = f"""
     sem_nn AS MATERIALIZED ({nearest}
-    ),
+    ),{blend}
     sem_best AS (
         SELECT DISTINCT ON (document_id) document_id, id AS chunk_id, dist,
                count(*) OVER (PARTITION BY document_id) AS matches
-        FROM sem_nn
+        FROM {candidates}
         ORDER BY document_id, dist, id
     ),
     sem AS (
@@ -428,22 +477,29 @@ def semantic_fill_cte(vector: VectorQuery) -> Fragment:
         shift = f" - CASE WHEN {LANGUAGE_GROUPS[0]} THEN %s ELSE %s END"
         join = " JOIN documents_document l ON l.id = c.document_id"
         shift_params = list(vector.shifts)
+    score = f"1 - (c.embedding <=> %s::vector){shift}"
+    score_params = [vector.vector, *shift_params]
+    if vector.companion is not None:
+        # Blended as in semantic_ctes' sem_mix.
+        weight = float(vector.companion_weight)
+        cosine, cosine_params = _companion_cosine(vector)
+        score = f"{1 - weight} * ({score}) + {weight} * {_companion_or_mean(cosine)}"
+        score_params += cosine_params
     sql = f"""
     sem_fill AS (
-        SELECT DISTINCT ON (c.document_id) c.document_id, c.id AS chunk_id,
-               1 - (c.embedding <=> %s::vector){shift} AS score
+        SELECT DISTINCT ON (c.document_id) c.document_id, c.id AS chunk_id, {score} AS score
         FROM documents_chunk c{join}
         WHERE c.document_id IN (SELECT document_id FROM kw)
           AND c.document_id NOT IN (SELECT document_id FROM sem)
           AND vector_dims(c.embedding) = {dims} AND c.embedding_model = %s
-        ORDER BY c.document_id, c.embedding <=> %s::vector, c.id
+        ORDER BY c.document_id, score DESC, c.id
     ),
     sem_all AS (
         SELECT document_id, chunk_id, score, rank, matches FROM sem
         UNION ALL
         SELECT document_id, chunk_id, score, NULL, 0 FROM sem_fill
     )"""
-    return sql, [vector.vector, *shift_params, vector.model, vector.vector]
+    return sql, [*score_params, vector.model]
 
 
 def visible_chunks_query(vector: VectorQuery, *, base: Fragment) -> Fragment:

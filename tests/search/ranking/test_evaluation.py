@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from django.db import connection
 
+from documents.embeddings.local import MINILM_NAME
 from documents.models import Document
 from search.ranking.evaluation import load_beir, score_run
 from tests.worker import run_command
@@ -164,3 +165,28 @@ def test_bench_search_reports_latency_recall_and_speedup(
     assert 0.0 <= report["recall_at_10"] <= 1.0
     assert report["speedup"] > 0
     assert report["cpus"] >= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bench_search_writes_and_times_the_companion_vectors(
+    tmp_path: Path, created_databases: list[str]
+) -> None:
+    """With the real all-MiniLM-L6-v2 as companion, the corpus's chunks carry
+    its vectors and every mode is timed with English queries embedded twice."""
+    created_databases.append(f"{connection.settings_dict['NAME']}_bench_search")
+    result = run_command(
+        "bench_search",
+        "--dataset",
+        str(write_beir(tmp_path)),
+        "--chunks",
+        "200",
+        "--queries",
+        "4",
+        "--json",
+        env={"EMBEDDING_COMPANION": MINILM_NAME},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert report["companion"] == MINILM_NAME
+    for mode in ("semantic", "hybrid"):
+        assert 0 < report["modes"][mode]["p50"] <= report["modes"][mode]["p95"]
