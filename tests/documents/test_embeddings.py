@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from django.conf import settings
 
 from documents.embeddings import (
     EmbeddingProvider,
@@ -22,6 +25,7 @@ from documents.embeddings import (
 from documents.models import Document
 from tests.factories import make_document
 from tests.loopback import JSONHandler, LoopbackServer, serving
+from tests.worker import subprocess_env
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -214,6 +218,40 @@ class TestSentenceTransformerProvider:
         paraphrase = cosine(minilm, query, "What is the process for taking vacation days?")
         unrelated = cosine(minilm, query, "The cat sat on the mat.")
         assert paraphrase > unrelated + 0.2
+
+    def test_queries_in_numpy_equal_the_torch_passage_vectors(
+        self, minilm: EmbeddingProvider
+    ) -> None:
+        """embed_query (numpy) and embed_texts (torch) give the same vectors,
+        a text longer than the window (truncated) and an empty one included."""
+        texts = [
+            "How do I request annual leave?",
+            "Remote work is allowed two days per week, with a manager's approval.",
+            "tokenization " * 400,
+            "",
+        ]
+        passages = minilm.embed_texts(texts)
+        for text, passage in zip(texts, passages, strict=True):
+            assert float(minilm.embed_query(text) @ passage) > 0.99999, text[:40]
+
+    def test_a_query_does_not_import_torch(self) -> None:
+        """Web processes only embed queries: torch stays out of them."""
+        code = (
+            "import sys, django; django.setup()\n"
+            "from documents.embeddings import create_embedder\n"
+            "create_embedder('sentence-transformers').embed_query('annual leave')\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            env=subprocess_env(),
+            cwd=settings.BASE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
 
     def test_token_counts_match_the_tokenizer(self, minilm: EmbeddingProvider) -> None:
         """count_tokens agrees with the model's tokenizer, without [CLS] and [SEP]."""
