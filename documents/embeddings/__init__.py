@@ -155,7 +155,7 @@ def embedder_for_model(name: str) -> EmbeddingProvider:
     with _lock:
         if (provider := _by_name.get(name)) is None:
             provider = _by_name[name] = _create_for_model(name)
-            logger.info("Loaded embedding provider %s for the chunks it indexed", name)
+            logger.info("Loaded embedding provider %s beside the configured one", name)
     return provider
 
 

